@@ -1,0 +1,48 @@
+"""The adapter interface every submission implements (after lm-evaluation-harness's `LM`).
+
+The harness owns batching, targets and metrics; an adapter only learns from a TrainView and ranks items.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+
+
+class Adapter(abc.ABC):
+    """Subclass this; the runner constructs it once per (dataset, seed) unit.
+
+    - `params`: the submission config's [params] table, as given.
+    - `seed`: the unit's seed; seed every random generator you use from it.
+    - `workdir`: a private, persistent folder for this unit (checkpoints, caches); it survives an
+      interrupted run, so training can resume from it.
+    - `tasks`: the tasks this submission serves (from its config).
+    """
+
+    def __init__(self, *, params: Mapping[str, Any], seed: int, workdir: Path, tasks: frozenset[Task]):
+        self.params = dict(params)
+        self.seed = seed
+        self.workdir = workdir
+        self.tasks = tasks
+
+    @abc.abstractmethod
+    def fit(self, train: TrainView) -> None:
+        """Learn from the training view; validation examples in it may be used for early stopping."""
+
+    @abc.abstractmethod
+    def retrieve(
+        self, task: Task, requests: RecExamples | SearchExamples, k: int
+    ) -> Sequence[np.ndarray] | np.ndarray:
+        """Rank at most k distinct catalogue item ids for each request, best first.
+
+        Return one int array per request, or an int array [n, k] padded with -1.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Extra facts for the result record (backbone, resolved hyperparameters, library versions)."""
+        return {}
