@@ -22,13 +22,23 @@ class Adapter(abc.ABC):
     - `workdir`: a private, persistent folder for this unit (checkpoints, caches); it survives an
       interrupted run, so training can resume from it.
     - `tasks`: the tasks this submission serves (from its config).
+    - `submission_dir`: the submission's folder, for files its config names (e.g. a DeepSpeed JSON).
     """
 
-    def __init__(self, *, params: Mapping[str, Any], seed: int, workdir: Path, tasks: frozenset[Task]):
+    def __init__(
+        self,
+        *,
+        params: Mapping[str, Any],
+        seed: int,
+        workdir: Path,
+        tasks: frozenset[Task],
+        submission_dir: Path,
+    ):
         self.params = dict(params)
         self.seed = seed
         self.workdir = workdir
         self.tasks = tasks
+        self.submission_dir = submission_dir
 
     @abc.abstractmethod
     def fit(self, train: TrainView) -> None:

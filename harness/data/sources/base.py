@@ -44,5 +44,6 @@ class SourceResult:
 class Source(Protocol):
     name: str
     description: str
+    headline_k: int  # the paper's headline cutoff and retrieval depth: 10 for simulations, 30 for real data
 
     def load(self, con: duckdb.DuckDBPyConnection, ctx: SourceContext) -> SourceResult: ...
