@@ -1,0 +1,41 @@
+"""`python -m harness run SUBMISSION_DIR [--dataset NAME ...] [--seeds N ...] [--out DIR]`"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_OUT = Path("leaderboard") / "results"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("submission", type=Path, help="a submission folder holding config.toml")
+    parser.add_argument(
+        "--dataset", "-d", action="append", dest="datasets", metavar="NAME",
+        help="run on this dataset instead of the config's list (repeatable; `name:key=value` allowed)",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="N", help="seeds instead of the config's")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--cache-dir", type=Path, help="compiled datasets and work folders (default: $HARNESS_CACHE_DIR)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.protocol.runner import Runner
+    from harness.protocol.submission import load_submission
+
+    submission = load_submission(args.submission)
+    runner = Runner(submission, out_dir=args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
+    outcomes = runner.run(datasets=args.datasets, seeds=args.seeds)
+
+    failed = 0
+    print(f"\n{submission.display_name} ({submission.name}):")
+    for outcome in outcomes:
+        status = "ok" if not outcome.failed else f"{len(outcome.failed)} of {len(outcome.units)} unit(s) FAILED"
+        print(f"  {outcome.dataset:<28} {status:<10} record: {outcome.folder / 'record.json'}")
+        for unit in outcome.failed:
+            failed += 1
+            print(f"      seed {unit.seed}: {unit.error['type']}: {unit.error['message']}")
+    print(f"\nRecords are under {args.out}; the tracebacks of failed units are in their record.json.")
+    print(f"Run the same command again to retry failed units; finished units are reused.")
+    return 1 if failed else 0
