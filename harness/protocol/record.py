@@ -1,0 +1,229 @@
+"""Assemble a result record from a dataset's finished units, with significance against references, and write it.
+
+Scores are always recomputed from the stored rankings and the held-out targets, so a record never carries a
+number the harness did not compute itself.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import __version__
+from harness.errors import HarnessError
+
+HEADLINE_SEGMENTS = ("all", "head", "torso")
+
+
+def targets(ds, task: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(query ids, rel_offsets, rel_items) of the test split, aligned with the requests the adapter got."""
+    if task == "rec":
+        requests = ds.rec_requests("test")
+        keys = requests.user_key
+        qids = [_safe_id(keys[u]) if keys is not None else str(u) for u in requests.user]
+        items = ds.rec_targets("test").astype(np.int32)
+        offsets = np.arange(len(items) + 1, dtype=np.int64)
+        return qids, offsets, items
+    requests = ds.search_requests("test")
+    qids = [f"q{int(q)}" for q in requests.query_id]
+    offsets, items = ds.search_qrels("test")
+    return qids, offsets, items
+
+
+def _safe_id(value: Any) -> str:
+    """TREC files split on whitespace: ids must not contain any."""
+    return "_".join(str(value).split())
+
+
+def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, total_s: float) -> dict:
+    from harness.metrics.measures import Metric, standard_metrics
+    from harness.metrics.recall import recall_at_k
+    from harness.protocol.runner import PROTOCOL_VERSION, environment, git_commit, protocol_params
+    from harness.records.files import per_query_table, write_record_folder
+    from harness.records.validate import SCHEMA_VERSION
+
+    sub = runner.sub
+    head_fraction = float(ds.manifest.get("split_params", {}).get("head_fraction", 0.01))
+    params = protocol_params(ds.headline_k, head_fraction)
+    ks = params["ks"]
+    metrics_list = standard_metrics(ks)
+    catalogue = ds.catalogue()
+    ok_units = sorted((u for u in units if u.status == "ok"), key=lambda u: u.seed)
+
+    metrics: dict[str, Any] = {}
+    tables = []
+    runs: dict[str, dict[int, tuple[list[str], np.ndarray]]] = {}
+    qrels: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+    seed_mean: dict[str, tuple[list[str], dict[str, np.ndarray]]] = {}
+    for task in sub.tasks:
+        qids, rel_offsets, rel_items = targets(ds, task)
+        qrels[task] = (qids, rel_offsets, rel_items)
+        per_seed = {}
+        for unit in ok_units:
+            values = recall_at_k(unit.rankings[task], rel_offsets, rel_items, catalogue.head(task), ks)
+            per_seed[unit.seed] = values
+            tables.append(per_query_table(task, unit.seed, qids, values))
+            runs.setdefault(task, {})[unit.seed] = (qids, unit.rankings[task])
+        if not per_seed:
+            continue
+        metrics[task] = {}
+        means = {}
+        for metric in metrics_list:
+            stacked = np.stack([per_seed[s][metric] for s in sorted(per_seed)])
+            with np.errstate(invalid="ignore"):
+                mean_q = stacked.mean(axis=0)  # a query's segment does not depend on the seed: NaNs line up
+            n = int(np.isfinite(mean_q).sum())
+            metrics[task][str(metric)] = {
+                "mean": float(np.nanmean(mean_q)) if n else None,
+                "n": n,
+                "per_seed": {str(s): _nanmean_or_none(per_seed[s][metric]) for s in sorted(per_seed)},
+            }
+            means[str(metric)] = mean_q
+        seed_mean[task] = (qids, means)
+
+    significance, sig_notes = _significance(runner, ds, seed_mean, params, Metric)
+
+    per_query = None
+    if tables:
+        import pyarrow as pa
+
+        per_query = pa.concat_tables(tables)
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "harness": {"version": __version__, "git_commit": git_commit()},
+        "protocol": {"version": PROTOCOL_VERSION, "params": params},
+        "dataset": {
+            "name": ds.name,
+            "fingerprint": ds.fingerprint,
+            "format_version": int(ds.manifest.get("format_version", 1)),
+            "headline_k": ds.headline_k,
+        },
+        "submission": {
+            "name": sub.name,
+            "display_name": sub.display_name,
+            "kind": sub.kind,
+            "adapter": sub.adapter,
+            "tasks": list(sub.tasks),
+            "params": sub.params,
+            "config": sub.config,
+            "config_hash": sub.config_hash,
+            "references": dict(sub.references),
+        },
+        "seeds": [u.seed for u in units],
+        "units": [
+            {
+                "seed": u.seed,
+                "status": u.status,
+                "error": u.error,
+                "timings": u.timings,
+                "adapter_info": u.adapter_info,
+            }
+            for u in units
+        ],
+        "metrics": metrics,
+        "significance": significance,
+        "diagnostics": {"significance_notes": sig_notes} if sig_notes else {},
+        "environment": environment(),
+        "timing": {
+            "started_at": started_at,
+            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "total_s": round(total_s, 3),
+        },
+    }
+    write_record_folder(
+        folder,
+        record,
+        per_query=per_query,
+        runs=runs,
+        qrels=qrels,
+        item_keys=[str(k) for k in catalogue.item_key],
+    )
+    return record
+
+
+def _nanmean_or_none(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _significance(runner, ds, seed_mean, params, Metric) -> tuple[dict[str, list], list[str]]:
+    """Paired t-tests of the headline metrics against each task's declared reference, Holm across all of them."""
+    from harness.metrics.significance import compare, paired_ttest
+    from harness.protocol.runner import PROTOCOL_VERSION, results_folder
+    from harness.records.files import read_per_query
+    from harness.records.validate import read_record
+
+    notes: list[str] = []
+    rows: list[tuple[str, str, str, Any]] = []  # (task, reference, fingerprint, test)
+    for task, reference in sorted(runner.sub.references.items()):
+        if task not in seed_mean:
+            continue
+        ref_folder = results_folder(runner.out_dir, ds.name, reference)
+        record_path = ref_folder / "record.json"
+        if not record_path.is_file():
+            notes.append(
+                f"{task}: reference {reference!r} has no record for {ds.name} under {runner.out_dir}; "
+                f"run `python -m harness run submissions/{reference}` and run this submission again"
+            )
+            continue
+        try:
+            ref_record = read_record(record_path)
+        except HarnessError as exc:
+            notes.append(f"{task}: reference record unusable: {exc}")
+            continue
+        if ref_record["dataset"]["fingerprint"] != ds.fingerprint or ref_record["protocol"]["version"] != PROTOCOL_VERSION:
+            notes.append(f"{task}: reference {reference!r} was measured on another dataset fingerprint or protocol version")
+            continue
+        ref_means = _reference_means(read_per_query(ref_folder), task)
+        if ref_means is None:
+            notes.append(f"{task}: reference {reference!r} has no per-query scores for {task}")
+            continue
+        qids, means = seed_mean[task]
+        ref_qids, ref_values = ref_means
+        position = {q: i for i, q in enumerate(ref_qids)}
+        if len(position) != len(qids) or any(q not in position for q in qids):
+            notes.append(f"{task}: reference {reference!r} scored other queries; not compared")
+            continue
+        order = np.array([position[q] for q in qids])
+        for segment in HEADLINE_SEGMENTS:
+            name = str(Metric("R", params["headline_k"], segment))
+            test = paired_ttest(means[name], ref_values[name][order], metric=name, alpha=params["alpha"])
+            rows.append((task, reference, ref_record["dataset"]["fingerprint"], test))
+    corrected = compare([r[3] for r in rows], alpha=params["alpha"]) if rows else []
+    out: dict[str, list] = {}
+    for (task, reference, fingerprint, _), test in zip(rows, corrected):
+        entry = test.to_dict()
+        entry.update({"reference": reference, "reference_fingerprint": fingerprint})
+        out.setdefault(task, []).append(entry)
+    return out, notes
+
+
+def _reference_means(table, task: str) -> tuple[list[str], dict[str, np.ndarray]] | None:
+    """Per-query values of one task averaged over the reference's seeds, keyed by metric name."""
+    import pyarrow.compute as pc
+
+    if table is None or table.num_rows == 0:
+        return None
+    rows = table.filter(pc.equal(table["task"], task))
+    if rows.num_rows == 0:
+        return None
+    qid_col = rows["qid"].to_pylist()
+    qids = list(dict.fromkeys(qid_col))
+    index = {q: i for i, q in enumerate(qids)}
+    rows_idx = np.array([index[q] for q in qid_col])
+    counts = np.bincount(rows_idx, minlength=len(qids)).astype(float)
+    means = {}
+    for name in rows.column_names:
+        if not name.startswith("R@"):
+            continue
+        values = rows[name].to_numpy(zero_copy_only=False).astype(float)
+        sums = np.bincount(rows_idx, weights=np.nan_to_num(values, nan=0.0), minlength=len(qids))
+        nan_rows = np.bincount(rows_idx, weights=np.isnan(values).astype(float), minlength=len(qids))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = sums / counts
+        mean[nan_rows > 0] = np.nan
+        means[name] = mean
+    return qids, means

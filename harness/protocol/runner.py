@@ -1,0 +1,305 @@
+"""The one retrieval protocol: train each (dataset, seed) unit, ask for rankings, score them, write records.
+
+Data flow for one submission on one dataset:
+
+    CompiledDataset --train_view()--> adapter.fit
+                    --*_requests('test')--> adapter.retrieve --check_rankings--> rankings (stored per unit)
+    rankings + held-out targets --recall_at_k--> per-query values --> record folder (record.json, per_query.parquet, runs)
+
+A unit (dataset, seed) is stored as soon as it finishes (units/seed<k>/unit.json + rankings.npz, atomically), so
+a repeated or interrupted run recomputes nothing that finished; failed units are retried. The record is
+re-assembled from the stored units on every run, which also picks up reference records that appeared since.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from harness import __version__
+from harness.data.spec import DatasetSpec
+from harness.errors import HarnessError
+from harness.io import atomic_path, write_json_atomic
+from harness.protocol.checks import check_rankings
+from harness.protocol.submission import Submission
+from harness.protocol.views import Task
+
+PROTOCOL_VERSION = "1"
+STANDARD_KS = (1, 5, 10, 30)
+ALPHA = 0.05
+REQUEST_BATCH = 1024  # requests handed to retrieve() at a time; adapters batch further inside
+
+
+def protocol_params(headline_k: int, head_fraction: float) -> dict[str, Any]:
+    """Everything that defines how numbers are computed; part of every record."""
+    return {
+        "depth": headline_k,  # adapters rank this many items (the paper: 10 on simulations, 30 on real data)
+        "ks": [k for k in STANDARD_KS if k <= headline_k],
+        "headline_k": headline_k,
+        "head_fraction": head_fraction,
+        "test": "paired-t",
+        "alpha": ALPHA,
+        "correction": "holm",
+        "seed_aggregation": "mean",
+    }
+
+
+@dataclass
+class UnitOutcome:
+    seed: int
+    status: str  # "ok" | "failed"
+    error: dict[str, str] | None
+    timings: dict[str, Any]
+    adapter_info: dict[str, Any]
+    rankings: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetOutcome:
+    dataset: str
+    folder: Path
+    units: list[UnitOutcome]
+
+    @property
+    def failed(self) -> list[UnitOutcome]:
+        return [u for u in self.units if u.status != "ok"]
+
+
+def results_folder(out_dir: Path, dataset: str, submission: str) -> Path:
+    return out_dir / DatasetSpec.parse(dataset).slug / submission
+
+
+class Runner:
+    def __init__(
+        self,
+        submission: Submission,
+        *,
+        out_dir: Path,
+        cache_dir: Path | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.sub = submission
+        self.out_dir = Path(out_dir)
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    # ---- the whole run ------------------------------------------------------------------------------
+    def run(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> list[DatasetOutcome]:
+        from harness.data.store import CompiledDataset
+
+        names = [str(DatasetSpec.parse(d)) for d in (datasets or self.sub.datasets)]
+        seeds = list(seeds if seeds is not None else self.sub.seeds)
+        # Fail before any work if a dataset is missing: say exactly how to build it.
+        missing = []
+        for name in names:
+            try:
+                CompiledDataset.open(name, cache_dir=self.cache_dir).close()
+            except HarnessError as exc:
+                missing.append(f"  {name}: {exc}")
+        if missing:
+            raise HarnessError("dataset(s) not available:\n" + "\n".join(missing))
+        adapter_cls = self.sub.adapter_class()  # import errors surface before training anything
+
+        outcomes = []
+        for name in names:
+            with CompiledDataset.open(name, cache_dir=self.cache_dir) as ds:
+                outcomes.append(self._run_dataset(ds, seeds, adapter_cls))
+        return outcomes
+
+    def _run_dataset(self, ds, seeds: list[int], adapter_cls) -> DatasetOutcome:
+        folder = results_folder(self.out_dir, ds.name, self.sub.name)
+        started = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        units = []
+        for seed in seeds:
+            unit = self._load_unit(folder, ds, seed)
+            if unit is not None:
+                self.log(f"[{self.sub.name} | {ds.name} | seed {seed}] finished earlier, reusing it")
+            else:
+                unit = self._run_unit(ds, seed, adapter_cls, folder)
+            units.append(unit)
+        from harness.protocol.record import assemble_and_write
+
+        assemble_and_write(
+            runner=self,
+            ds=ds,
+            folder=folder,
+            units=units,
+            started_at=started.isoformat(timespec="seconds"),
+            total_s=time.perf_counter() - t0,
+        )
+        return DatasetOutcome(ds.name, folder, units)
+
+    # ---- one unit -----------------------------------------------------------------------------------
+    def _unit_dir(self, folder: Path, seed: int) -> Path:
+        return folder / "units" / f"seed{seed}"
+
+    def workdir(self, ds, seed: int) -> Path:
+        """The adapter's private folder: checkpoints survive interruption; a changed config starts afresh."""
+        from harness.settings import cache_dir
+
+        key = self.sub.config_hash.split(":")[-1][:12]
+        return cache_dir(self.cache_dir) / "work" / f"{self.sub.name}-{key}" / DatasetSpec.parse(ds.name).slug / f"seed{seed}"
+
+    def _unit_key(self, ds, seed: int) -> dict[str, Any]:
+        return {
+            "submission": self.sub.name,
+            "config_hash": self.sub.config_hash,
+            "dataset": ds.name,
+            "fingerprint": ds.fingerprint,
+            "protocol_version": PROTOCOL_VERSION,
+            "seed": seed,
+        }
+
+    def _load_unit(self, folder: Path, ds, seed: int) -> UnitOutcome | None:
+        unit_dir = self._unit_dir(folder, seed)
+        meta_path = unit_dir / "unit.json"
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # unreadable: recompute rather than trust it
+        if meta.get("key") != self._unit_key(ds, seed) or meta.get("status") != "ok":
+            return None
+        try:
+            with np.load(unit_dir / "rankings.npz") as npz:
+                rankings = {task: npz[task] for task in self.sub.tasks}
+        except (OSError, KeyError, ValueError):
+            return None
+        return UnitOutcome(seed, "ok", None, meta["timings"], meta["adapter_info"], rankings)
+
+    def _run_unit(self, ds, seed: int, adapter_cls, folder: Path) -> UnitOutcome:
+        tag = f"[{self.sub.name} | {ds.name} | seed {seed}]"
+        timings: dict[str, Any] = {}
+        adapter_info: dict[str, Any] = {}
+        rankings: dict[str, np.ndarray] = {}
+        depth = ds.headline_k
+        try:
+            workdir = self.workdir(ds, seed)
+            workdir.mkdir(parents=True, exist_ok=True)
+            adapter = adapter_cls(
+                params=self.sub.params,
+                seed=seed,
+                workdir=workdir,
+                tasks=frozenset(self.sub.tasks),
+                submission_dir=self.sub.folder,
+            )
+            self.log(f"{tag} training")
+            t = time.perf_counter()
+            adapter.fit(ds.train_view())
+            timings["fit_s"] = round(time.perf_counter() - t, 3)
+            timings["retrieve_s"] = {}
+            n_items = len(ds.catalogue())
+            for task in self.sub.tasks:
+                t = time.perf_counter()
+                rankings[task] = self._retrieve_all(adapter, ds, task, depth, n_items, tag)
+                timings["retrieve_s"][task] = round(time.perf_counter() - t, 3)
+            adapter_info = _jsonable(adapter.describe())
+            outcome = UnitOutcome(seed, "ok", None, timings, adapter_info, rankings)
+            self.log(f"{tag} done in {timings['fit_s'] + sum(timings['retrieve_s'].values()):.1f} s")
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing unit is recorded and the run goes on
+            error = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+            self.log(f"{tag} FAILED: {type(exc).__name__}: {exc}")
+            outcome = UnitOutcome(seed, "failed", error, timings, adapter_info, {})
+        self._store_unit(folder, ds, outcome)
+        return outcome
+
+    def _retrieve_all(self, adapter, ds, task: Task, depth: int, n_items: int, tag: str) -> np.ndarray:
+        requests = ds.rec_requests("test") if task == "rec" else ds.search_requests("test")
+        parts = []
+        bar = _progress(total=len(requests), desc=f"{tag} {task}", enabled=self.progress)
+        for start in range(0, len(requests), REQUEST_BATCH):
+            batch = requests.select(slice(start, start + REQUEST_BATCH))
+            returned = adapter.retrieve(task, batch, depth)
+            parts.append(
+                check_rankings(
+                    returned, requests=batch, task=task, k=depth, n_items=n_items, adapter=self.sub.adapter
+                )
+            )
+            bar.update(len(batch))
+        bar.close()
+        return np.concatenate(parts) if parts else np.full((0, depth), -1, dtype=np.int64)
+
+    def _store_unit(self, folder: Path, ds, unit: UnitOutcome) -> None:
+        unit_dir = self._unit_dir(folder, unit.seed)
+        unit_dir.mkdir(parents=True, exist_ok=True)
+        if unit.status == "ok":
+            with atomic_path(unit_dir / "rankings.npz", suffix=".npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, **unit.rankings)
+        # unit.json last: its presence (with status ok) is what marks the unit finished.
+        write_json_atomic(
+            unit_dir / "unit.json",
+            {
+                "key": self._unit_key(ds, unit.seed),
+                "status": unit.status,
+                "error": unit.error,
+                "timings": unit.timings,
+                "adapter_info": unit.adapter_info,
+            },
+        )
+
+
+# ---- small helpers ------------------------------------------------------------------------------------
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr, mininterval=1.0)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Round-trip through JSON so numpy scalars and paths become plain values (and bad values fail here)."""
+    return json.loads(json.dumps(obj, default=_json_default, sort_keys=True))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def git_commit() -> str | None:
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("numpy", "duckdb", "torch", "transformers", "deepspeed", "scipy"):
+        try:
+            env[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            env[dist] = None
+    device = "cpu"
+    if "torch" in sys.modules:  # never import torch just to describe the machine
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available():
+            device = f"cuda:{torch.cuda.get_device_name(0)}"
+    env["device"] = device
+    return env
