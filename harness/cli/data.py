@@ -1,0 +1,133 @@
+"""`python -m harness data build|list|stats|show`: compile and inspect datasets.
+
+Kept light at import time (no duckdb, numpy or torch until a command runs): `data list` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    build = sub.add_parser("build", help="compile datasets into fingerprinted DuckDB files",
+                           description="Compile each NAME (e.g. ml-small, sim2:q_match=0.5) once; an up-to-date "
+                           "build is skipped unless --force.")
+    build.add_argument("names", nargs="+", metavar="NAME")
+    build.add_argument("--data-dir", help="where raw archives are (default: $HARNESS_DATA_DIR, then the user cache)")
+    build.add_argument("--path", help="an explicit input file or folder (mpd, logs; a MovieLens zip, unpinned)")
+    build.add_argument("--force", action="store_true", help="rebuild even when an up-to-date build exists")
+    build.add_argument("--offline", action="store_true", help="never download; fail naming the file to supply")
+    _cache_arg(build)
+
+    lst = sub.add_parser("list", help="registered datasets and which are compiled")
+    _cache_arg(lst)
+
+    for name, help_text in (("stats", "the Table 3 statistics row"),
+                            ("show", "split sizes, fingerprint, source files, parameters, dropped counts")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("name", metavar="NAME")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        _cache_arg(p)
+
+
+def _cache_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", help="where compiled datasets live (default: $HARNESS_CACHE_DIR, then the user cache)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"build": _build, "list": _list, "stats": _stats, "show": _show}[args.data_command](args)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from harness.data.compile import compile_dataset
+
+    for name in args.names:
+        outcome = compile_dataset(name, data_dir=args.data_dir, cache_dir=args.cache_dir, path=args.path,
+                                  allow_download=not args.offline, force=args.force)
+        if outcome.skipped:
+            print(f"{name}: already compiled with the same inputs ({outcome.fingerprint}) at {outcome.path}; "
+                  "skipped (use --force to rebuild)")
+            continue
+        c = outcome.manifest["counts"]
+        print(f"{outcome.manifest['dataset']}: compiled in {outcome.seconds:.1f} s -> {outcome.path}\n"
+              f"  fingerprint {outcome.fingerprint}\n"
+              f"  {c['items']:,} items, {c['users']:,} users, {c['sequences']:,} interactions, "
+              f"{c['queries']:,} queries, {c['qrels']:,} qrels")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from harness import settings
+    from harness.data.sources import SOURCES
+
+    compiled = sorted(settings.compiled_dir(args.cache_dir).glob("*.duckdb"))
+    by_source: dict[str, list[str]] = {}
+    for path in compiled:
+        by_source.setdefault(path.stem.split("__")[0], []).append(path.name)
+    width = max(len(n) for n in SOURCES.names())
+    for name in SOURCES.names():
+        files = by_source.get(name, [])
+        state = f"compiled: {', '.join(files)}" if files else "not compiled"
+        print(f"{name:<{width}}  {SOURCES.doc(name)}\n{'':<{width}}  [{state}]")
+    print(f"\ncompiled datasets live in {settings.compiled_dir(args.cache_dir)}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from harness.data.stats import TABLE3_COLUMNS
+    from harness.data.store import CompiledDataset
+
+    with CompiledDataset.open(args.name, cache_dir=args.cache_dir) as ds:
+        row = ds.stats()
+        if args.json:
+            print(json.dumps({"dataset": ds.name, "fingerprint": ds.fingerprint, **row}, indent=2, sort_keys=True))
+            return 0
+        print(f"{ds.name}  ({ds.fingerprint})")
+        cells = [(header, fmt.format(row[key])) for key, header, fmt in TABLE3_COLUMNS]
+        widths = [max(len(h), len(v)) for h, v in cells]
+        print("  ".join(h.rjust(w) for (h, _), w in zip(cells, widths)))
+        print("  ".join(v.rjust(w) for (_, v), w in zip(cells, widths)))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from harness.data.store import CompiledDataset
+
+    with CompiledDataset.open(args.name, cache_dir=args.cache_dir) as ds:
+        m = ds.manifest
+        info = {k: m.get(k) for k in ("dataset", "fingerprint", "format_version", "source", "headline_k", "files",
+                                      "params", "split_params", "counts", "dropped", "notes", "harness_version")}
+        info["path"] = str(ds.path)
+        if args.json:
+            print(json.dumps(info, indent=2, sort_keys=True))
+            return 0
+        _print_show(info)
+    return 0
+
+
+def _print_show(info: dict[str, Any]) -> None:
+    c = info["counts"]
+    print(f"{info['dataset']}  (source {info['source']}, format v{info['format_version']}, "
+          f"harness {info['harness_version']})")
+    print(f"  fingerprint  {info['fingerprint']}")
+    print(f"  file         {info['path']}")
+    for f in info["files"] or []:
+        print(f"  input        {f['name']}  md5 {f['md5']}  {f['bytes']:,} bytes")
+    print(f"  params       {json.dumps(info['params'], sort_keys=True)}")
+    print(f"  split        {json.dumps(info['split_params'], sort_keys=True)}  headline K={info['headline_k']}")
+    print(f"  items {c['items']:,}  users {c['users']:,}  interactions {c['sequences']:,}  "
+          f"queries {c['queries']:,}  qrels {c['qrels']:,}")
+    print(f"  {'split':<6} {'rec examples':>13} {'queries':>9} {'qrels':>9}")
+    for split in ("train", "valid", "test"):
+        print(f"  {split:<6} {c['rec_examples'][split]:>13,} {c['queries_by_split'][split]:>9,} "
+              f"{c['qrels_by_split'][split]:>9,}")
+    print("  dropped:")
+    for key, n in info["dropped"].items():
+        if n:
+            print(f"    {key:<45} {n:>10,}")
+    if info.get("notes"):
+        print(f"  notes        {json.dumps(info['notes'], sort_keys=True)}")

@@ -1,0 +1,234 @@
+"""Reading a compiled dataset: the views adapters see (harness.protocol.views), never test targets in them.
+
+    with CompiledDataset.open("ml-small") as ds:
+        view = ds.train_view()                # training + validation, sequences cut before item t-1
+        requests = ds.rec_requests("test")    # histories 1..t-1, no targets
+        targets = ds.rec_targets("test")      # held by the harness, aligned with requests
+
+The file is opened read-only; arrays come out of DuckDB with fetchnumpy (no Python loops over rows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from harness import settings
+from harness.data.spec import DatasetSpec
+from harness.errors import HarnessError
+from harness.protocol.views import Catalogue, RecExamples, SearchExamples, TrainView
+
+# Per recommendation split, which positions of a user's sequence a request may see: validation predicts
+# t-1 so it sees 1..t-2 (also all that training sees), test predicts t and sees 1..t-1.
+_VISIBLE_UNTIL = {"train": 2, "valid": 2, "test": 1}  # positions 1..length - k
+
+
+def dataset_path(spec: DatasetSpec | str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """<cache>/datasets/<spec.slug>.duckdb"""
+    spec = DatasetSpec.parse(spec) if isinstance(spec, str) else spec
+    return settings.compiled_dir(cache_dir) / f"{spec.slug}.duckdb"
+
+
+def _resolve(spec_or_path: Any, cache_dir: Any) -> tuple[Path, str | None]:
+    """(file, spec text or None when given a path)."""
+    if isinstance(spec_or_path, DatasetSpec):
+        return dataset_path(spec_or_path, cache_dir), str(spec_or_path)
+    text = str(spec_or_path)
+    if isinstance(spec_or_path, os.PathLike) or text.endswith(".duckdb") or os.sep in text:
+        return Path(text).expanduser(), None
+    spec = DatasetSpec.parse(text)
+    return dataset_path(spec, cache_dir), str(spec)
+
+
+class CompiledDataset:
+    """A compiled dataset file: manifest, catalogue, and the protocol's views."""
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self._con = con
+        self.manifest = manifest
+        self.name: str = manifest["dataset"]
+        self.fingerprint: str = manifest["fingerprint"]
+        self.headline_k: int = int(manifest["headline_k"])
+        self._catalogue: Catalogue | None = None
+
+    @classmethod
+    def open(cls, spec_or_path: DatasetSpec | str | os.PathLike, cache_dir: str | os.PathLike | None = None
+             ) -> "CompiledDataset":
+        path, spec_text = _resolve(spec_or_path, cache_dir)
+        if not path.is_file():
+            if spec_text is None:
+                raise HarnessError(f"compiled dataset file {path} does not exist")
+            from harness.data.sources import SOURCES
+
+            SOURCES.doc(DatasetSpec.parse(spec_text).name)  # an unknown name: "did you mean ...? available: ..."
+            raise HarnessError(
+                f"dataset {spec_text} is not compiled (no {path}); build it with "
+                f"`python -m harness data build {spec_text}`"
+                + (f" --cache-dir {cache_dir}" if cache_dir else "")
+            )
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            rows = con.execute("SELECT key, value FROM manifest").fetchall()
+        except duckdb.Error as exc:
+            raise HarnessError(f"{path} is not a readable compiled dataset ({exc}); rebuild it with --force") from exc
+        manifest = {key: json.loads(value) for key, value in rows}
+        from harness.data.compile import FORMAT_VERSION
+
+        if manifest.get("format_version") != FORMAT_VERSION:
+            con.close()
+            raise HarnessError(
+                f"{path} has data format version {manifest.get('format_version')}, this harness reads "
+                f"{FORMAT_VERSION}; rebuild it with `python -m harness data build {manifest.get('dataset')} --force`"
+            )
+        return cls(path, con, manifest)
+
+    # -- context manager ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "CompiledDataset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CompiledDataset({self.name!r}, {self.fingerprint[:19]}..., {self.path})"
+
+    # -- low level ------------------------------------------------------------------------------
+
+    def _numpy(self, sql: str, params: list[Any] | None = None) -> dict[str, np.ndarray]:
+        if params:
+            return self._con.execute(sql, params).fetchnumpy()
+        return self._con.sql(sql).fetchnumpy()
+
+    def _user_keys(self) -> np.ndarray:
+        return self._numpy("SELECT user_key FROM users ORDER BY user_id")["user_key"]
+
+    def _sequences_cut(self, keep_last: int) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets int64 [n_users+1], items int32): each user's sequence cut to positions 1..length-keep_last."""
+        lengths = self._numpy(
+            f"SELECT greatest(length - {int(keep_last)}, 0)::BIGINT AS n FROM users ORDER BY user_id"
+        )["n"]
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        items = self._numpy(
+            f"""SELECT s.item_id FROM sequences s JOIN users u ON u.user_id = s.user_id
+                WHERE s.pos <= u.length - {int(keep_last)} ORDER BY s.user_id, s.pos"""
+        )["item_id"]
+        return offsets, np.ascontiguousarray(items, dtype=np.int32)
+
+    def _rec_examples(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user, history_len, target) int32 of one split, ordered by (user_id, target_pos)."""
+        cols = self._numpy(
+            """SELECT e.user_id, (e.target_pos - 1)::INTEGER AS history_len, s.item_id AS target
+               FROM rec_examples e JOIN sequences s ON s.user_id = e.user_id AND s.pos = e.target_pos
+               WHERE e.split = ? ORDER BY e.user_id, e.target_pos""",
+            [split],
+        )
+        return tuple(np.ascontiguousarray(cols[c], dtype=np.int32) for c in ("user_id", "history_len", "target"))
+
+    def _search(self, split: str, *, relevance: bool) -> SearchExamples:
+        _check_split(split, ("train", "valid", "test"), "search")
+        q = self._numpy("SELECT query_id, query_key, text FROM queries WHERE split = ? ORDER BY query_id", [split])
+        query_id = np.ascontiguousarray(q["query_id"], dtype=np.int32)
+        texts, keys = list(q["text"]), list(q["query_key"])
+        if not relevance:
+            return SearchExamples(query_id, texts, None, None, keys)
+        offsets, items = self.search_qrels(split)
+        return SearchExamples(query_id, texts, offsets, items, keys)
+
+    # -- public views ---------------------------------------------------------------------------
+
+    def catalogue(self) -> Catalogue:
+        if self._catalogue is None:
+            c = self._numpy(
+                "SELECT item_key, title, text, cluster, pop_rec, pop_search, head_rec, head_search"
+                " FROM items ORDER BY item_id"
+            )
+            cluster = c["cluster"]
+            mask = np.ma.getmaskarray(cluster)
+            cluster_arr = None if mask.all() else np.ma.filled(cluster, -1).astype(np.int32)
+            self._catalogue = Catalogue(
+                item_key=np.asarray(c["item_key"], dtype=object),
+                title=list(c["title"]),
+                text=list(c["text"]),
+                pop_rec=np.asarray(c["pop_rec"], dtype=np.int64),
+                pop_search=np.asarray(c["pop_search"], dtype=np.int64),
+                head_rec=np.asarray(c["head_rec"], dtype=bool),
+                head_search=np.asarray(c["head_search"], dtype=bool),
+                cluster=cluster_arr,
+            )
+        return self._catalogue
+
+    def train_view(self) -> TrainView:
+        """Training and validation data. Every array holds positions 1..t-2 only: items t-1 and t (the
+        validation and test targets) never reach the adapter through sequences; validation targets come as
+        `rec_valid.target` for early stopping."""
+        offsets, items = self._sequences_cut(_VISIBLE_UNTIL["train"])
+        user_key = self._user_keys()
+        train_user, train_len, train_target = self._rec_examples("train")
+        valid_user, valid_len, valid_target = self._rec_examples("valid")
+        return TrainView(
+            dataset=self.name,
+            fingerprint=self.fingerprint,
+            catalogue=self.catalogue(),
+            rec_train=RecExamples(offsets, items, train_user, train_len, train_target, user_key),
+            rec_valid=RecExamples(offsets, items, valid_user, valid_len, valid_target, user_key),
+            search_train=self._search("train", relevance=True),
+            search_valid=self._search("valid", relevance=True),
+            extra={"headline_k": self.headline_k},
+        )
+
+    def rec_requests(self, split: str) -> RecExamples:
+        """Evaluation requests without targets, ordered by user_id; sequences cut to 1..target_pos-1."""
+        _check_split(split, ("valid", "test"), "recommendation requests")
+        offsets, items = self._sequences_cut(_VISIBLE_UNTIL[split])
+        user, history_len, _ = self._rec_examples(split)
+        return RecExamples(offsets, items, user, history_len, None, self._user_keys())
+
+    def rec_targets(self, split: str) -> np.ndarray:
+        """int32 targets aligned with rec_requests(split)."""
+        _check_split(split, ("valid", "test"), "recommendation targets")
+        return self._rec_examples(split)[2]
+
+    def search_requests(self, split: str) -> SearchExamples:
+        """Queries of a split without relevance, ordered by query_id."""
+        return self._search(split, relevance=False)
+
+    def search_qrels(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rel_offsets int64 [n+1], rel_items int32) aligned with search_requests(split)."""
+        _check_split(split, ("train", "valid", "test"), "search qrels")
+        counts = self._numpy(
+            """SELECT count(r.item_id)::BIGINT AS n FROM queries q LEFT JOIN qrels r ON r.query_id = q.query_id
+               WHERE q.split = ? GROUP BY q.query_id ORDER BY q.query_id""",
+            [split],
+        )["n"]
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        items = self._numpy(
+            """SELECT r.item_id FROM qrels r JOIN queries q ON q.query_id = r.query_id
+               WHERE q.split = ? ORDER BY r.query_id, r.item_id""",
+            [split],
+        )["item_id"]
+        return offsets, np.ascontiguousarray(items, dtype=np.int32)
+
+    def stats(self) -> dict[str, Any]:
+        """The Table 3 row (harness.data.stats.table3_row), computed at compile time and kept in the manifest."""
+        if "stats" in self.manifest:
+            return dict(self.manifest["stats"])
+        from harness.data.stats import stats_from_connection
+
+        return stats_from_connection(self._con)
+
+
+def _check_split(split: str, allowed: tuple[str, ...], what: str) -> None:
+    if split not in allowed:
+        raise HarnessError(f"{what}: split {split!r} is not one of {', '.join(allowed)}")
