@@ -1,0 +1,489 @@
+"""A platform's own logs in the canonical schema (the paper's Podcasts case: data no one can share).
+docs/logs-schema.md is the user-facing definition; this module implements exactly that.
+
+The folder (ctx.path, else <data_dir>/logs) holds one file per table, each `<table>.parquet` or
+`<table>.csv` (UTF-8, comma-separated, header row):
+
+    interactions  user_id, item_id, timestamp [, seq]      required
+    queries       query_id, text [, split]                 required
+    qrels         query_id, item_id                        required
+    items         item_id, title [, text]                  optional
+
+Ids (integers or strings) become VARCHAR keys. `timestamp` is integer epoch seconds or an ISO 8601
+timestamp (naive ones are UTC). A user's interactions are ordered by (timestamp, seq, row in the file);
+that order is folded into raw_interactions.seq as seq * 2^32 + row, so it never depends on how the file
+was read. Extra columns are ignored. Every check names the file and the line (CSV) or row (Parquet).
+
+Parquet is scanned by DuckDB (read_parquet with file_row_number); CSV by pyarrow's multi-threaded
+reader (DuckDB's CSV reader has no row numbers to report lines with). No Python loop touches a row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from harness.data.fetch import file_record
+from harness.data.sources.base import SourceContext, SourceResult
+from harness.errors import HarnessError
+
+SPLITS = ("train", "valid", "test")
+FORMATS = ("parquet", "csv")
+# Larger integer timestamps are taken for milliseconds or microseconds (epoch seconds reach it in year 5138).
+MAX_EPOCH_SECONDS = 100_000_000_000
+MAX_SEQ = 2**31  # seq occupies the high bits of the stored tie-breaker: seq * 2^32 + row
+_ROW_BITS = 32
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "id", "text", "timestamp", "seq" or "split"
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    columns: tuple[Column, ...]
+    required: bool = True  # whether the file itself must be there
+
+    def describe(self) -> str:
+        cols = [c.name if c.required else f"[{c.name}]" for c in self.columns]
+        return f"{self.name}.parquet or {self.name}.csv with columns {', '.join(cols)}"
+
+
+SCHEMA: tuple[TableSchema, ...] = (
+    TableSchema("interactions", (Column("user_id", "id"), Column("item_id", "id"),
+                                 Column("timestamp", "timestamp"), Column("seq", "seq", required=False))),
+    TableSchema("queries", (Column("query_id", "id"), Column("text", "text"),
+                            Column("split", "split", required=False))),
+    TableSchema("qrels", (Column("query_id", "id"), Column("item_id", "id"))),
+    TableSchema("items", (Column("item_id", "id"), Column("title", "text"),
+                          Column("text", "text", required=False)), required=False),
+)
+
+
+@dataclass(frozen=True)
+class InputTable:
+    """One input file as a DuckDB view `view` with its present columns and a 0-based `_row`."""
+
+    schema: TableSchema
+    path: Path
+    view: str
+    types: dict[str, pa.DataType]  # the present schema columns and their Arrow types
+
+    @property
+    def is_csv(self) -> bool:
+        return self.path.suffix == ".csv"
+
+    def position(self, row: int) -> str:
+        """'line 7' of a CSV (the header is line 1) or 'row 6' of a Parquet file (1-based)."""
+        return f"line {row + 2}" if self.is_csv else f"row {row + 1}"
+
+    def where(self, row: int) -> str:
+        return f"{self.path.name} {self.position(row)}"
+
+    def has(self, column: str) -> bool:
+        return column in self.types
+
+
+@dataclass(frozen=True)
+class LogsSource:
+    name: str = "logs"
+    description: str = "a platform's own logs in the canonical schema (Parquet/CSV; docs/logs-schema.md)"
+    headline_k: int = 30
+
+    def load(self, con: duckdb.DuckDBPyConnection, ctx: SourceContext) -> SourceResult:
+        if ctx.params:
+            raise HarnessError(f"logs: unknown parameter {sorted(ctx.params)[0]!r} (logs takes no parameters)")
+        folder = find_folder(ctx)
+        paths = {schema.name: find_table_file(folder, schema) for schema in SCHEMA}
+        with _opened(con, paths) as tables:
+            _create_raw_interactions(con, tables["interactions"])
+            _create_raw_queries(con, tables["queries"])
+            _create_raw_qrels(con, tables["qrels"], tables["queries"])
+            _create_raw_items(con, tables.get("items"), tables["interactions"], tables["qrels"])
+            notes = {
+                "rows": {name: _count(con, table.view) for name, table in sorted(tables.items())},
+                "items_file": "items" in tables,
+            }
+        files = [file_record(p) for p in sorted((p for p in paths.values() if p), key=lambda p: p.name)]
+        return SourceResult(files=files, params={}, notes=notes)
+
+
+LOGS = LogsSource()
+
+
+# --- finding and opening the files -------------------------------------------------------------------
+
+
+def find_folder(ctx: SourceContext) -> Path:
+    folder = Path(ctx.path) if ctx.path is not None else Path(ctx.data_dir) / "logs"
+    if not folder.is_dir():
+        how = "the dataset path" if ctx.path is not None else "no dataset path was given, and the default"
+        raise HarnessError(
+            f"logs: {how} {folder} is not a folder; it must hold "
+            + "; ".join(s.describe() + ("" if s.required else " (optional)") for s in SCHEMA)
+            + " (docs/logs-schema.md)"
+        )
+    return folder
+
+
+def find_table_file(folder: Path, schema: TableSchema) -> Path | None:
+    found = [folder / f"{schema.name}.{fmt}" for fmt in FORMATS if (folder / f"{schema.name}.{fmt}").is_file()]
+    if len(found) > 1:
+        raise HarnessError(f"logs: {folder} holds both {found[0].name} and {found[1].name}; keep one")
+    if not found:
+        if schema.required:
+            raise HarnessError(f"logs: {folder}: missing {schema.describe()} (docs/logs-schema.md)")
+        return None
+    return found[0]
+
+
+@contextlib.contextmanager
+def _opened(con: duckdb.DuckDBPyConnection, paths: dict[str, Path | None]) -> Iterator[dict[str, InputTable]]:
+    """Open every present file as a checked view; drop the views (and registered CSVs) afterwards."""
+    tables: dict[str, InputTable] = {}
+    try:
+        for schema in SCHEMA:
+            path = paths[schema.name]
+            if path is not None:
+                tables[schema.name] = _open_table(con, schema, path)
+                _check_columns(con, tables[schema.name])
+        yield tables
+    finally:
+        for table in tables.values():
+            if table.is_csv:
+                con.unregister(table.view)
+            else:
+                con.execute(f"DROP VIEW IF EXISTS {table.view}")
+
+
+def _open_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, path: Path) -> InputTable:
+    header = _read_header(path) if path.suffix == ".csv" else _parquet_schema(path)
+    missing = [c.name for c in schema.columns if c.required and c.name not in header]
+    if missing:
+        raise HarnessError(
+            f"logs: {path.name}: missing column {missing[0]!r} (expected {schema.describe()}; "
+            f"found {', '.join(header) or 'no columns'})"
+        )
+    types = {c.name: header[c.name] for c in schema.columns if c.name in header}
+    for column in schema.columns:
+        if column.name in types:
+            _check_type(path, column, types[column.name])
+    view = f"_logs_{schema.name}"
+    if path.suffix == ".csv":
+        has_text = any(c.kind == "text" for c in schema.columns)
+        con.register(view, _read_csv(path, list(types), newlines_in_values=has_text))
+    else:
+        columns = ", ".join(f'"{name}"' for name in types)
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {columns}, file_row_number AS _row"
+            f" FROM read_parquet({_sql_string(str(path))}, file_row_number = true)"
+        )
+    return InputTable(schema, path, view, types)
+
+
+def _read_header(path: Path) -> dict[str, pa.DataType]:
+    """The column names on line 1 (only that line is decoded: a bad byte further down is reported by
+    the CSV reader with its line)."""
+    with open(path, "rb") as handle:
+        first = handle.readline()
+    try:
+        names = next(csv.reader([first.decode("utf-8-sig")]), None)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise HarnessError(f"logs: {path.name} line 1: cannot read the header ({exc})") from exc
+    if not names:
+        raise HarnessError(f"logs: {path.name} is empty; line 1 must be a header naming the columns")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise HarnessError(f"logs: {path.name} line 1: column {duplicates[0]!r} appears twice")
+    return {name: pa.string() for name in names}
+
+
+def _read_csv(path: Path, columns: list[str], newlines_in_values: bool) -> pa.Table:
+    """The CSV as strings (ids stay exactly as written) plus `_row`; malformed lines name their number.
+    Quoted values may span lines only where `newlines_in_values` (text files: slower to split)."""
+    def read(use_threads: bool) -> pa.Table:
+        return pa_csv.read_csv(
+            path,
+            read_options=pa_csv.ReadOptions(use_threads=use_threads),
+            parse_options=pa_csv.ParseOptions(
+                ignore_empty_lines=False,  # keeps line numbers exact
+                newlines_in_values=newlines_in_values,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=columns, column_types={c: pa.string() for c in columns},
+                strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )
+    try:
+        table = read(use_threads=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        try:  # the single-threaded reader knows the line number of a bad row; rerun only to report it
+            read(use_threads=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as detailed:
+            exc = detailed
+        message = str(exc).removeprefix("CSV parse error: ")
+        located = re.match(r"Row #(\d+): (.*)", message, re.DOTALL)
+        where = f"{path.name} line {located.group(1)}" if located else path.name
+        raise HarnessError(f"logs: {where}: malformed CSV ({located.group(2) if located else message})") from exc
+    return table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+
+
+def _parquet_schema(path: Path) -> dict[str, pa.DataType]:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise HarnessError(f"logs: {path.name}: not a readable Parquet file ({exc})") from exc
+    return {field.name: field.type for field in schema}
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --- column types and values -------------------------------------------------------------------------
+
+
+def _is_string(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _is_string(t.value_type)
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _check_type(path: Path, column: Column, t: pa.DataType) -> None:
+    ok = {
+        "id": _is_string(t) or pa.types.is_integer(t),
+        "text": _is_string(t),
+        "split": _is_string(t),
+        "seq": _is_string(t) or pa.types.is_integer(t),
+        "timestamp": _is_string(t) or pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t),
+    }[column.kind]
+    if not ok:
+        wanted = {
+            "id": "integers or strings",
+            "text": "strings",
+            "split": "strings (train, valid or test)",
+            "seq": "integers",
+            "timestamp": "integer epoch seconds, ISO 8601 strings, or a timestamp/date type",
+        }[column.kind]
+        raise HarnessError(f"logs: {path.name}: column {column.name!r} has type {t}; it must hold {wanted}")
+
+
+def _value_sql(table: InputTable, column: Column) -> str:
+    """The typed value of a column (NULL where it cannot be read)."""
+    col = f'"{column.name}"'
+    t = table.types[column.name]
+    if column.kind == "id":
+        return f"CAST({col} AS VARCHAR)"
+    if column.kind in ("text", "split"):
+        return col
+    if column.kind == "seq":
+        return col if pa.types.is_integer(t) else _integer_text_sql(col)
+    # timestamp -> epoch seconds, floored (sub-second differences fall to the seq and row tie-break)
+    if pa.types.is_integer(t):
+        return f"CAST({col} AS BIGINT)"
+    if pa.types.is_date(t):
+        return f"CAST(epoch_ms(CAST({col} AS TIMESTAMP)) // 1000 AS BIGINT)"
+    if pa.types.is_timestamp(t):
+        return f"CAST(floor(epoch_ms({col}) / 1000) AS BIGINT)"
+    iso = f"CAST(floor(epoch_ms(TRY_CAST(trim({col}) AS TIMESTAMPTZ)) / 1000) AS BIGINT)"
+    return f"coalesce({_integer_text_sql(col)}, {iso})"
+
+
+def _integer_text_sql(col: str) -> str:
+    """A string of decimal digits (an optional minus, surrounding spaces allowed) as BIGINT, else NULL."""
+    return f"CASE WHEN regexp_full_match(trim({col}), '-?[0-9]{{1,18}}') THEN CAST(trim({col}) AS BIGINT) END"
+
+
+def _bad_value_sql(table: InputTable, column: Column) -> tuple[str, str]:
+    """(condition of a bad row, what a bad value should have been) for one column. Integer columns
+    only need a NULL check, which keeps the scan of a 25M-row Parquet file cheap."""
+    col = f'"{column.name}"'
+    t = table.types[column.name]
+    value = _value_sql(table, column)
+    if column.kind == "id":
+        if pa.types.is_integer(t):
+            return f"{col} IS NULL", "an id"
+        # TREC run and qrels files separate fields by whitespace, so ids must not hold any.
+        spaces = " OR ".join(f"contains({value}, {ch})" for ch in ("' '", "chr(9)", "chr(10)", "chr(13)"))
+        return f"{col} IS NULL OR {value} = '' OR {spaces}", "a non-empty id without spaces or tabs"
+    if column.kind == "text":
+        if not column.required:
+            return "false", ""
+        return f"{col} IS NULL OR trim({col}) = ''", "a non-empty text"
+    if column.kind == "split":
+        return f"{col} IS NULL OR {col} NOT IN {SPLITS}", "one of train, valid, test"
+    if column.kind == "seq":
+        return (f"{value} IS NULL OR {value} < 0 OR {value} >= {MAX_SEQ}",
+                f"an integer from 0 to {MAX_SEQ - 1}")
+    return (f"{value} IS NULL OR {value} >= {MAX_EPOCH_SECONDS}",
+            "integer epoch seconds or an ISO 8601 timestamp (milliseconds are not seconds)")
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
+    """One scan of the file checks every column; the first bad row (in file order) is reported."""
+    checks = [(c, *_bad_value_sql(table, c)) for c in table.schema.columns if table.has(c.name)]
+    selects = ", ".join(f"min(_row) FILTER (WHERE {cond})" for _, cond, _ in checks)
+    with _utc(con):
+        try:
+            first_bad = _first_row(con, f"SELECT {selects}, count(*) FROM {table.view}")
+        except duckdb.Error as exc:
+            raise HarnessError(f"logs: {table.path.name}: cannot read it ({str(exc).splitlines()[0]})") from exc
+    if first_bad[-1] >= 2**_ROW_BITS:
+        raise HarnessError(f"logs: {table.path.name}: more than {2**_ROW_BITS - 1} rows; split the logs")
+    for (column, _, wanted), row in zip(checks, first_bad):
+        if row is not None:
+            raw = _first_row(con, f'SELECT CAST("{column.name}" AS VARCHAR) FROM {table.view} WHERE _row = ?',
+                              [row])[0]
+            shown = "an empty value" if raw is None or raw == "" else f"{raw!r}"
+            raise HarnessError(f"logs: {table.where(row)}: {column.name} is {shown}; expected {wanted}")
+
+
+@contextlib.contextmanager
+def _utc(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Read naive ISO timestamps as UTC whatever the connection's time zone; restore it afterwards."""
+    before = _first_row(con, "SELECT current_setting('TimeZone')")[0]
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        yield
+    finally:
+        con.execute(f"SET TimeZone = {_sql_string(before)}")
+
+
+# --- raw tables --------------------------------------------------------------------------------------
+
+
+def _create_raw_interactions(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
+    by_name = {c.name: c for c in table.schema.columns}
+    seq = f"{_value_sql(table, by_name['seq'])} * {2**_ROW_BITS} + _row" if table.has("seq") else "_row"
+    with _utc(con):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE raw_interactions AS
+            SELECT {_value_sql(table, by_name['user_id'])} AS user_key,
+                   {_value_sql(table, by_name['item_id'])} AS item_key,
+                   {_value_sql(table, by_name['timestamp'])} AS ts,
+                   CAST({seq} AS BIGINT) AS seq
+            FROM {table.view}
+            """
+        )
+
+
+def _create_raw_queries(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
+    by_name = {c.name: c for c in table.schema.columns}
+    split = '"split"' if table.has("split") else "CAST(NULL AS VARCHAR)"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE raw_queries AS
+        SELECT {_value_sql(table, by_name['query_id'])} AS query_key, "text" AS text, {split} AS split,
+               _row
+        FROM {table.view}
+        """
+    )
+    _check_unique(con, "raw_queries", "query_key", table, "query_id")
+    con.execute("ALTER TABLE raw_queries DROP COLUMN _row")
+
+
+def _create_raw_qrels(con: duckdb.DuckDBPyConnection, table: InputTable, queries: InputTable) -> None:
+    """Duplicate (query, item) pairs are left for the compiler to remove (base.py)."""
+    by_name = {c.name: c for c in table.schema.columns}
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE raw_qrels AS
+        SELECT {_value_sql(table, by_name['query_id'])} AS query_key,
+               {_value_sql(table, by_name['item_id'])} AS item_key, _row
+        FROM {table.view}
+        """
+    )
+    row = _first_row(con, 
+        "SELECT min(_row) FROM raw_qrels WHERE query_key NOT IN (SELECT query_key FROM raw_queries)"
+    )[0]
+    if row is not None:
+        key = _first_row(con, "SELECT query_key FROM raw_qrels WHERE _row = ?", [row])[0]
+        raise HarnessError(f"logs: {table.where(row)}: query_id {key!r} is not in {queries.path.name}")
+    con.execute("ALTER TABLE raw_qrels DROP COLUMN _row")
+
+
+def _create_raw_items(con: duckdb.DuckDBPyConnection, table: InputTable | None,
+                      interactions: InputTable, qrels: InputTable) -> None:
+    """From items.* when given (every item used must be there); else the used ids, without text."""
+    if table is None:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE raw_items AS
+            SELECT item_key, CAST(NULL AS VARCHAR) AS title, CAST(NULL AS VARCHAR) AS text,
+                   CAST(NULL AS INTEGER) AS cluster
+            FROM (SELECT item_key FROM raw_interactions UNION SELECT item_key FROM raw_qrels)
+            """
+        )
+        return
+    by_name = {c.name: c for c in table.schema.columns}
+    text = ('CASE WHEN "text" IS NULL OR trim("text") = \'\' THEN "title" ELSE "text" END'
+            if table.has("text") else '"title"')
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE raw_items AS
+        SELECT {_value_sql(table, by_name['item_id'])} AS item_key, "title" AS title, {text} AS text,
+               CAST(NULL AS INTEGER) AS cluster, _row
+        FROM {table.view}
+        """
+    )
+    _check_unique(con, "raw_items", "item_key", table, "item_id")
+    con.execute("ALTER TABLE raw_items DROP COLUMN _row")
+    _check_items_known(con, "raw_interactions", interactions, table)
+    _check_items_known(con, "raw_qrels", qrels, table)
+
+
+def _check_unique(con: duckdb.DuckDBPyConnection, raw: str, key: str, table: InputTable, column: str) -> None:
+    row = _first_row(con, 
+        f"SELECT {key}, min(_row), max(_row) FROM {raw} GROUP BY {key} HAVING count(*) > 1"
+        f" ORDER BY min(_row) LIMIT 1"
+    )
+    if row is not None:
+        raise HarnessError(
+            f"logs: {table.where(row[2])}: {column} {row[0]!r} appears again (first at "
+            f"{table.position(row[1])}); each {column} must appear once"
+        )
+
+
+def _check_items_known(con: duckdb.DuckDBPyConnection, raw: str, table: InputTable, items: InputTable) -> None:
+    """An id in the interactions or qrels that the catalogue lacks is almost always an id-format slip
+    ('007' vs 7) that would silently shrink the dataset, so it is an error rather than a drop."""
+    unknown = _first_row(
+        con,
+        f"SELECT count(*) FROM (SELECT DISTINCT item_key FROM {raw}) ANTI JOIN raw_items USING (item_key)",
+    )[0]
+    if not unknown:
+        return
+    item = _value_sql(table, Column("item_id", "id"))  # find the first offending line (error path only)
+    row = _first_row(
+        con,
+        f"SELECT min(_row) FROM {table.view} WHERE {item} NOT IN (SELECT item_key FROM raw_items)",
+    )[0]
+    key = _first_row(con, f"SELECT {item} FROM {table.view} WHERE _row = ?", [row])[0]
+    raise HarnessError(
+        f"logs: {table.where(row)}: item_id {key!r} is not in {items.path.name}"
+        f" ({unknown} unknown item ids in {table.path.name})"
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, view: str) -> int:
+    return _first_row(con, f"SELECT count(*) FROM {view}")[0]
+
+
+def _first_row(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple | None:
+    """The first row of a query, or None; fetches everything so no unfinished result holds the connection."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
