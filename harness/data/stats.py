@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 
 def gini(counts: np.ndarray) -> float:
@@ -40,7 +39,9 @@ def ks_distance(pop_s: np.ndarray, pop_r: np.ndarray) -> float:
     """KSdist(S, R): the two-sample Kolmogorov-Smirnov statistic between the per-item normalised training
     popularities p_S and p_R, i.e. scipy.stats.ks_2samp(p_S, p_R).statistic: the largest gap between the
     empirical CDFs of the two sets of per-item probabilities."""
-    return float(_scipy_stats.ks_2samp(normalise(pop_s), normalise(pop_r)).statistic)
+    from scipy.stats import ks_2samp  # imported here: scipy.stats costs ~1 s to import, most commands never need it
+
+    return float(ks_2samp(normalise(pop_s), normalise(pop_r)).statistic)
 
 
 def kl_divergence(counts_p: np.ndarray, counts_q: np.ndarray) -> float:

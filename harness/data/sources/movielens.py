@@ -66,25 +66,41 @@ def _is_punct(ch: str) -> bool:
 
 
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
+_QUOTES = {'"', "'"}
+
+
+def _keeps_head(text: str) -> bool:
+    """A leading bracket or quote stays when its partner is further on ('(500) days', '"a" b')."""
+    head = text[0]
+    if head in _PAIRS:
+        return _PAIRS[head] in text[1:]
+    return head in _QUOTES and text.count(head) % 2 == 0
+
+
+def _keeps_tail(text: str) -> bool:
+    tail = text[-1]
+    openers = [o for o, c in _PAIRS.items() if c == tail]
+    if openers:
+        return openers[0] in text[:-1]
+    return tail in _QUOTES and text.count(tail) % 2 == 0
 
 
 def normalise_query(text: str) -> str:
-    """NFKC, lowercase, whitespace runs collapsed to one space, Unicode punctuation stripped from both ends
-    (a bracket is kept when its partner is inside the text: "oscar (best picture)" keeps its ")")."""
+    """NFKC, lowercase, whitespace runs collapsed to one space, then Unicode punctuation (category P*)
+    stripped from both ends, except a bracket or quote whose partner is inside the text:
+    '"Funny"' -> 'funny', 'Oscar (Best Picture)' -> 'oscar (best picture)', 'quoted "tag"' stays."""
     text = " ".join(unicodedata.normalize("NFKC", text).lower().split())
     while text:
         head, tail = text[0], text[-1]
-        if _is_punct(head) and not (head in _PAIRS and _PAIRS[head] in text[1:]):
+        if len(text) > 1 and head == tail and _is_punct(head):
+            text = text[1:-1].strip()  # wrapped: '"funny"', '...'
+        elif _is_punct(head) and not _keeps_head(text):
             text = text[1:].strip()
-        elif _is_punct(tail) and not (tail in _PAIRS.values() and _opener(tail) in text[:-1]):
+        elif _is_punct(tail) and not _keeps_tail(text):
             text = text[:-1].strip()
         else:
             break
     return text
-
-
-def _opener(closer: str) -> str:
-    return next(o for o, c in _PAIRS.items() if c == closer)
 
 
 # --------------------------------------------------------------------------------------------------
