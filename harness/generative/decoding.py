@@ -83,14 +83,13 @@ def diverse_beam_search(
         state = _BeamState(settings, input_ids.shape[0], constraint, input_ids.device)
         start = torch.full((input_ids.shape[0],), decoder_start_token_id, dtype=torch.long, device=input_ids.device)
         last_tokens = start
-        for step in range(1, settings.max_new_tokens + 1):
-            logprobs = _step_logprobs(decoder.logits(last_tokens), state, constraint)
-            parents, last_tokens = _advance_all_groups(logprobs, state, settings, step, eos_token_id, pad_token_id)
+        for number in range(1, settings.max_new_tokens + 1):
+            step = _Step(number, decoder.logits(last_tokens), state, constraint, eos_token_id, pad_token_id)
+            parents, last_tokens = _advance_all_groups(step)
             state.reorder(parents, last_tokens, constraint)
-            if state.all_done() or step == settings.max_new_tokens:
+            if state.all_done() or step.last:
                 break
-            # the first forward ran on one row per input; parents index those rows only then
-            decoder.reorder(parents if step > 1 else parents // settings.num_beams)
+            decoder.reorder(step.forward_rows(parents))
         state.finalize_open_beams()
     return _best_hypotheses(state, settings, eos_token_id, pad_token_id, input_ids.device)
 
@@ -298,42 +297,76 @@ class _BeamState:
 
 # ---------------------------------------------------------------------------------------------- one step
 
+# Tests switch this off to check the exact path alone gives the same results.
+_USE_SHORTLISTS = True
 
-def _step_logprobs(logits: torch.Tensor, state: _BeamState, constraint: PrefixTrie | None) -> torch.Tensor:
-    """log_softmax in float32, disallowed tokens at -inf; [batch, rows per input, vocab].
 
-    Rows per input is 1 at the first step (all beams share the decoder start token) and num_beams after.
-    Masking before the diversity penalty gives the same numbers as transformers' order (penalty, then mask):
-    a masked token is -inf either way and an allowed one gets + 0.
+class _Step:
+    """What the groups of one decoding step share.
+
+    `logprobs` has one row per forward row: one per input at the first step (every beam starts from the decoder
+    start token, so all beams of an input have the same distribution), one per beam after.
     """
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    vocab = logprobs.shape[-1]
-    if constraint is not None:
-        nodes = state.nodes if logprobs.shape[0] == len(state.nodes) else state.nodes[:: state.settings.num_beams]
-        allowed = constraint.allowed_mask(nodes, vocab, logprobs.device)
-        logprobs.masked_fill_(~allowed, -math.inf)
-    return logprobs.view(state.batch, -1, vocab)
+
+    def __init__(self, number: int, logits: torch.Tensor, state: _BeamState, constraint: PrefixTrie | None,
+                 eos_token_id: int, pad_token_id: int):
+        self.number = number
+        self.last = number == state.settings.max_new_tokens
+        self.logprobs = torch.log_softmax(logits.float(), dim=-1)
+        self.per_input = self.logprobs.shape[0] == state.batch
+        self.state = state
+        self.constraint = constraint
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = pad_token_id
+        vocab = self.logprobs.shape[-1]
+        # a non-EOS token for beams that have no finite candidate left (see _shortlist_ranking)
+        self.filler_token = eos_token_id + 1 if eos_token_id + 1 < vocab else eos_token_id - 1
+        self.chosen: torch.LongTensor | None = None  # tokens the groups chose so far at this step
+        self._shortlists: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._end_only: list[list[bool]] | None = None
+
+    def forward_rows(self, beam_rows: torch.LongTensor) -> torch.LongTensor:
+        return beam_rows // self.state.settings.num_beams if self.per_input else beam_rows
+
+    def nodes_of(self, forward_rows: list[int]) -> list[int]:
+        nodes = self.state.nodes
+        return [nodes[r * self.state.settings.num_beams] if self.per_input else nodes[r] for r in forward_rows]
+
+    def shortlists(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per forward row, its `width` most probable allowed tokens and their log-probs, best first where the row
+        allows more than `width` tokens; rows allowing fewer are padded with -inf."""
+        if self._shortlists is None:
+            self._shortlists = _row_shortlists(self.logprobs, self, width)
+        return self._shortlists
+
+    def group_ends_only(self, b: int, group: int) -> bool:
+        """Every live beam of (input b, group) may only emit EOS (or nothing): no penalty can change its scores."""
+        if self._end_only is None:
+            self._end_only = _groups_that_can_only_end(self)
+        return self._end_only[b][group]
 
 
-def _advance_all_groups(
-    logprobs: torch.Tensor, state: _BeamState, settings: _Settings, step: int, eos_token_id: int, pad_token_id: int
-) -> tuple[torch.LongTensor, torch.LongTensor]:
+def _advance_all_groups(step: _Step) -> tuple[torch.LongTensor, torch.LongTensor]:
     """Groups in order, each penalised by the tokens the earlier groups chose at this step.
 
     Returns, per new beam row, the row it extends and the token it appends.
     """
+    state, settings = step.state, step.state.settings
     batch, beams, size = state.batch, settings.num_beams, settings.group_size
-    device = logprobs.device
-    chosen = torch.zeros((batch, beams), dtype=torch.long, device=device)  # transformers' current_tokens
+    device = step.logprobs.device
+    chosen = step.chosen = torch.zeros((batch, beams), dtype=torch.long, device=device)  # current_tokens
     parents = torch.zeros((batch, beams), dtype=torch.long, device=device)
     new_scores = torch.zeros((batch, beams), dtype=torch.float, device=device)
-    counts = torch.zeros((batch, logprobs.shape[-1]), dtype=torch.long, device=device)
+    counts = torch.zeros((batch, step.logprobs.shape[-1]), dtype=torch.long, device=device)
     penalise = settings.diversity_penalty > 0
     first_rows = torch.arange(batch, device=device).unsqueeze(1) * beams
     for group in range(settings.num_beam_groups):
         cols = slice(group * size, (group + 1) * size)
-        earlier = chosen[:, : group * size] if penalise and group > 0 else None
-        scores, tokens, local = _advance_group(logprobs, state, settings, group, step, earlier, counts, eos_token_id, pad_token_id)
+        group_counts = counts if penalise and group > 0 else None
+        ranked = _shortlist_ranking(step, group, group_counts) if _USE_SHORTLISTS else None
+        if ranked is None:
+            ranked = _exact_ranking(step, group, group_counts)
+        scores, tokens, local = _process_group(step, group, *ranked)
         chosen[:, cols], new_scores[:, cols] = tokens, scores
         parents[:, cols] = first_rows + group * size + local
         if penalise:
@@ -342,51 +375,166 @@ def _advance_all_groups(
     return parents.view(-1), chosen.view(-1)
 
 
-def _advance_group(
-    logprobs, state: _BeamState, settings: _Settings, group: int, step: int, earlier, counts, eos_token_id, pad_token_id
-):
-    """One group of one step for the whole batch: topk of 2 x group_size, then BeamSearchScorer.process."""
-    batch, size, vocab = state.batch, settings.group_size, logprobs.shape[-1]
-    cols = slice(group * size, (group + 1) * size)
-    beam_scores = state.scores.view(batch, settings.num_beams)[:, cols].unsqueeze(-1)  # [batch, size, 1]
-    group_logprobs = logprobs[:, cols] if logprobs.shape[1] > 1 else logprobs.expand(batch, size, vocab)
-    candidates = group_logprobs + beam_scores  # a fresh [batch, size, vocab] tensor
-    if earlier is not None:
-        _apply_hamming_penalty(candidates, group_logprobs, beam_scores, earlier, counts, settings.diversity_penalty)
-    top_scores, top_flat = torch.topk(candidates.view(batch, size * vocab), 2 * size, dim=1, largest=True, sorted=True)
-    top_beams = torch.div(top_flat, vocab, rounding_mode="floor")
-    top_tokens = top_flat % vocab
+def _group_beam_rows(state: _BeamState, group: int) -> torch.LongTensor:
+    """[batch, group_size] beam rows of one group."""
+    settings = state.settings
+    first = torch.arange(state.batch).unsqueeze(1) * settings.num_beams + group * settings.group_size
+    return (first + torch.arange(settings.group_size)).to(state.scores.device)
 
-    # the first group_size non-EOS candidates continue (<= one EOS per beam, so there are enough)
-    is_eos = top_tokens == eos_token_id
+
+def _exact_ranking(step: _Step, group: int, counts: torch.Tensor | None):
+    """transformers' own computation: the 2 x group_size best of [batch, group_size x vocab] candidates.
+
+    scores = (log_softmax - penalty x count) masked + beam score, as in 4.56, so ties break the same way.
+    """
+    state, settings = step.state, step.state.settings
+    batch, size = state.batch, settings.group_size
+    beam_rows = _group_beam_rows(state, group)
+    forward_rows = step.forward_rows(beam_rows.view(-1))
+    logprobs = step.logprobs[forward_rows]  # [batch * size, vocab], a copy
+    vocab = logprobs.shape[-1]
+    if step.constraint is not None:
+        allowed = step.constraint.allowed_mask(step.nodes_of(forward_rows.tolist()), vocab, logprobs.device)
+        logprobs.masked_fill_(~allowed, -math.inf)  # + 0 where allowed, -inf elsewhere, as the processor's mask
+    logprobs = logprobs.view(batch, size, vocab)
+    beam_scores = state.scores[beam_rows].unsqueeze(-1)
+    candidates = logprobs + beam_scores
+    if counts is not None:
+        # only the counted tokens change: recompute just those entries, in transformers' order of operations
+        earlier = _earlier_tokens(step, group)
+        index = earlier.unsqueeze(1).expand(batch, size, earlier.shape[1])
+        penalties = (settings.diversity_penalty * counts.gather(1, earlier)).unsqueeze(1)
+        candidates.scatter_(2, index, (logprobs.gather(2, index) - penalties) + beam_scores)
+    top_scores, top_flat = torch.topk(candidates.view(batch, size * vocab), 2 * size, dim=1, largest=True, sorted=True)
+    return top_scores, top_flat % vocab, torch.div(top_flat, vocab, rounding_mode="floor")
+
+
+def _earlier_tokens(step: _Step, group: int) -> torch.LongTensor:
+    return step.chosen[:, : group * step.state.settings.group_size]
+
+
+def _shortlist_ranking(step: _Step, group: int, counts: torch.Tensor | None):
+    """The same ranking from a shortlist of each beam's best allowed tokens, or None where that could differ.
+
+    The 2 x group_size best candidates of a group lie among each beam's best 2 x group_size + 1 tokens plus the
+    tokens a penalty pushed down, so a shortlist of width 2 x group_size + 1 + (tokens earlier groups chose)
+    ranks them with the same values, bit for bit. It is only trusted where the answer cannot depend on how
+    torch.topk breaks ties:
+    - no two of the best 2 x group_size + 1 finite candidates are equal (bf16 logits, or beams still at -1e9);
+    - where fewer than group_size non-EOS candidates are finite, transformers fills the group with -inf beams
+      chosen by topk among equal -inf values; those cannot matter when no step follows, every later group of
+      the input can only end (their penalties touch only -inf entries), and the group's finite EOS hypotheses
+      already fill its hypothesis list (so finalize keeps none of them). Atomic item IDs meet this at their EOS
+      step, which is why that step needs no [beams, vocab] candidate tensor at all.
+    """
+    state, settings = step.state, step.state.settings
+    batch, size = state.batch, settings.group_size
+    width = 2 * size + 1 + (settings.num_beams - size if settings.diversity_penalty > 0 else 0)
+    tokens, values = step.shortlists(width)
+    forward_rows = step.forward_rows(_group_beam_rows(state, group).view(-1))
+    tokens = tokens[forward_rows].view(batch, size * width)
+    values = values[forward_rows].view(batch, size, width)
+    if counts is not None:  # (logprob - penalty x count) for every token, as transformers; count 0 leaves it as is
+        values = values - (settings.diversity_penalty * counts.gather(1, tokens)).view(batch, size, width)
+    values = values + state.scores[_group_beam_rows(state, group)].unsqueeze(-1)
+    top_scores, top_index = torch.topk(values.view(batch, size * width), 2 * size + 1, dim=1, largest=True, sorted=True)
+    top_tokens = tokens.gather(1, top_index)
+    top_beams = torch.div(top_index, width, rounding_mode="floor")
+
+    finite = torch.isfinite(top_scores)
+    live = ~torch.tensor([state.done[b][group] for b in range(batch)], device=finite.device)
+    tied = ((top_scores[:, 1:] == top_scores[:, :-1]) & finite[:, 1:]).any(dim=1)
+    if bool((tied & live).any()):
+        return None
+    top_scores, top_tokens, top_beams, finite = (t[:, : 2 * size] for t in (top_scores, top_tokens, top_beams, finite))
+    is_eos = top_tokens == step.eos_token_id
+    short = ((~is_eos & finite).sum(dim=1) < size) & live
+    if bool(short.any()):
+        finished_in_top = (is_eos & finite)[:, :size].sum(dim=1).tolist()
+        for b in short.nonzero()[:, 0].tolist():
+            enough = len(state.hypotheses[b][group].beams) + finished_in_top[b] >= size
+            later_can_only_end = all(
+                state.done[b][g] or step.group_ends_only(b, g) for g in range(group + 1, settings.num_beam_groups)
+            )
+            if not (step.last and enough and later_can_only_end):
+                return None
+        # stand-ins for transformers' -inf beams: any non-EOS token, score -inf, never read again
+        top_tokens = torch.where(finite, top_tokens, step.filler_token)
+        top_beams = torch.where(finite, top_beams, 0)
+    return top_scores, top_tokens, top_beams
+
+
+def _row_shortlists(logprobs: torch.Tensor, step: _Step, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, vocab = logprobs.shape
+    tokens = torch.zeros((rows, width), dtype=torch.long, device=logprobs.device)
+    values = torch.full((rows, width), -math.inf, dtype=logprobs.dtype, device=logprobs.device)
+    if step.constraint is None:
+        k = min(width, vocab)
+        values[:, :k], tokens[:, :k] = torch.topk(logprobs, k, dim=1)
+        return tokens, values
+    constraint = step.constraint
+    nodes = step.nodes_of(list(range(rows)))
+    set_ids = torch.tensor([constraint.set_id(node) for node in nodes], dtype=torch.long)
+    table, lengths = constraint.padded_sets(width)  # sets of at most `width` tokens; longer ones have length -1
+    row_lengths = lengths[set_ids]
+    small = (row_lengths >= 0).to(logprobs.device)
+    if bool(small.any()):
+        small_tokens = table[set_ids].to(logprobs.device)
+        small_values = logprobs.gather(1, small_tokens)
+        padding = torch.arange(width).unsqueeze(0) >= row_lengths.clamp(min=0).unsqueeze(1)
+        small_values.masked_fill_(padding.to(logprobs.device), -math.inf)
+        tokens = torch.where(small.unsqueeze(1), small_tokens, tokens)
+        values = torch.where(small.unsqueeze(1), small_values, values)
+    large_rows = (~small).nonzero()[:, 0]
+    if large_rows.numel():
+        allowed = constraint.allowed_mask([nodes[r] for r in large_rows.tolist()], vocab, logprobs.device)
+        masked = logprobs[large_rows].masked_fill_(~allowed, -math.inf)
+        values[large_rows], tokens[large_rows] = torch.topk(masked, width, dim=1)
+    return tokens, values
+
+
+def _groups_that_can_only_end(step: _Step) -> list[list[bool]]:
+    """[input][group]: True where every beam with a finite score may emit only EOS (or nothing)."""
+    state, settings = step.state, step.state.settings
+    if step.constraint is None or step.per_input:
+        return [[False] * settings.num_beam_groups for _ in range(state.batch)]
+    live = torch.isfinite(state.scores).tolist()
+    ends_only = [step.constraint.ends_only(node) for node in state.nodes]
+    result = []
+    for b in range(state.batch):
+        row = []
+        for g in range(settings.num_beam_groups):
+            first = b * settings.num_beams + g * settings.group_size
+            beams = range(first, first + settings.group_size)
+            row.append(all(ends_only[r] or not live[r] for r in beams))
+        result.append(row)
+    return result
+
+
+def _process_group(step: _Step, group: int, top_scores, top_tokens, top_beams):
+    """BeamSearchScorer.process for one group, vectorised over the batch.
+
+    The first group_size non-EOS candidates continue (a beam has at most one EOS candidate, so there are
+    enough); EOS candidates ranked in the top group_size become finished hypotheses.
+    """
+    state, settings = step.state, step.state.settings
+    batch, size = state.batch, settings.group_size
+    is_eos = top_tokens == step.eos_token_id
     keep = ~is_eos & ((~is_eos).cumsum(dim=1) <= size)
     picks = keep.nonzero()[:, 1].view(batch, size)
     scores, tokens, local = top_scores.gather(1, picks), top_tokens.gather(1, picks), top_beams.gather(1, picks)
 
     was_done = [state.done[b][group] for b in range(batch)]
-    _record_finished(state, group, step, top_scores, top_beams, is_eos, was_done)
+    _record_finished(state, group, step.number, top_scores, top_beams, is_eos, was_done)
     if any(was_done):  # a finished group pads: score 0, token pad (its rows are never read again)
-        done_rows = torch.tensor(was_done, device=scores.device)
-        scores = scores.masked_fill(done_rows.unsqueeze(1), 0.0)
-        tokens = tokens.masked_fill(done_rows.unsqueeze(1), pad_token_id)
-        local = torch.where(done_rows.unsqueeze(1), torch.arange(size, device=scores.device), local)
+        done_rows = torch.tensor(was_done, device=scores.device).unsqueeze(1)
+        scores = scores.masked_fill(done_rows, 0.0)
+        tokens = tokens.masked_fill(done_rows, step.pad_token_id)
+        local = torch.where(done_rows, torch.arange(size, device=scores.device), local)
     return scores, tokens, local
 
 
-def _apply_hamming_penalty(candidates, group_logprobs, beam_scores, earlier, counts, penalty: float) -> None:
-    """Rewrite the entries of tokens chosen by earlier groups as transformers computes them.
-
-    transformers: (logprob - penalty * count) + beam_score over the whole vocabulary; an entry with count 0 is
-    logprob + beam_score, which `candidates` already holds, so only the counted tokens are recomputed, in the
-    same float32 order of operations (so values match bit for bit).
-    """
-    batch, size, _ = candidates.shape
-    index = earlier.unsqueeze(1).expand(batch, size, earlier.shape[1])
-    penalties = (penalty * counts.gather(1, earlier)).unsqueeze(1)  # float32, like penalty * bincount
-    candidates.scatter_(2, index, (group_logprobs.gather(2, index) - penalties) + beam_scores)
-
-
-def _record_finished(state: _BeamState, group, step, top_scores, top_beams, is_eos, was_done) -> None:
+def _record_finished(state: _BeamState, group, step_number, top_scores, top_beams, is_eos, was_done) -> None:
     """EOS among the top group_size candidates: a finished hypothesis; then the group's done check."""
     settings = state.settings
     size = settings.group_size
@@ -398,11 +546,11 @@ def _record_finished(state: _BeamState, group, step, top_scores, top_beams, is_e
             if was_done[b]:
                 continue
             row = b * settings.num_beams + group * size + beams[b][rank]
-            state.hypotheses[b][group].add(state.tokens_of(row), scores[b][rank], step)
+            state.hypotheses[b][group].add(state.tokens_of(row), scores[b][rank], step_number)
     best = top_scores[:, 0].tolist()
     for b in range(state.batch):
         if not was_done[b]:
-            state.done[b][group] = state.hypotheses[b][group].is_done(best[b], step)
+            state.done[b][group] = state.hypotheses[b][group].is_done(best[b], step_number)
 
 
 # ---------------------------------------------------------------------------------------------- results

@@ -50,6 +50,7 @@ class PrefixTrie:
         self._set_of_node, self._sets = _dedupe_allowed_sets(self._children)
         self._dead_set = len(self._sets)  # set id of DEAD and of the end node: the empty set
         self._dense_rows: dict[tuple[int, int, str], torch.Tensor] = {}
+        self._padded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ reference view
     def allowed(self, prefix: Sequence[int]) -> list[int]:
@@ -85,6 +86,27 @@ class PrefixTrie:
         if node == DEAD:
             return self._dead_set
         return self._set_of_node[node]
+
+    def ends_only(self, node: int) -> bool:
+        """True where nothing but EOS (or nothing at all) may follow."""
+        set_id = self.set_id(node)
+        return set_id == self._dead_set or self._sets[set_id] == (self.eos_token_id,)
+
+    def padded_sets(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """([sets + 1, width] tokens, [sets + 1] lengths) indexed by set id: each set of at most `width` tokens,
+        padded with token 0; a longer set has length -1 and no tokens. The last row is the empty (dead) set."""
+        cached = self._padded.get(width)
+        if cached is None:
+            tokens = torch.zeros((len(self._sets) + 1, width), dtype=torch.long)
+            lengths = torch.zeros(len(self._sets) + 1, dtype=torch.long)
+            for set_id, allowed in enumerate(self._sets):
+                if len(allowed) > width:
+                    lengths[set_id] = -1
+                else:
+                    tokens[set_id, : len(allowed)] = torch.tensor(allowed, dtype=torch.long)
+                    lengths[set_id] = len(allowed)
+            cached = self._padded[width] = (tokens, lengths)
+        return cached
 
     def allowed_mask(self, nodes: Sequence[int], vocab_size: int, device: torch.device | str) -> torch.Tensor:
         """Bool [len(nodes), vocab_size]: True where a token is allowed after that node.
