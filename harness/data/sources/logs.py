@@ -14,8 +14,10 @@ timestamp (naive ones are UTC). A user's interactions are ordered by (timestamp,
 that order is folded into raw_interactions.seq as seq * 2^32 + row, so it never depends on how the file
 was read. Extra columns are ignored. Every check names the file and the line (CSV) or row (Parquet).
 
-Parquet is scanned by DuckDB (read_parquet with file_row_number); CSV by pyarrow's multi-threaded
-reader (DuckDB's CSV reader has no row numbers to report lines with). No Python loop touches a row.
+How: each file becomes a DuckDB view with a 0-based `_row` (Parquet: read_parquet's file_row_number;
+CSV: pyarrow's multi-threaded reader, as DuckDB's CSV reader has no row numbers to report lines with).
+One pass per file converts it into its raw table, a value that cannot be read becoming NULL; the checks
+then scan the raw tables and name the first bad row; `_row` is dropped last. No Python loop touches a row.
 """
 
 from __future__ import annotations
@@ -46,14 +48,16 @@ _ROW_BITS = 32
 
 @dataclass(frozen=True)
 class Column:
-    name: str
+    name: str  # in the input file
     kind: str  # "id", "text", "timestamp", "seq" or "split"
+    raw: str  # the raw-table column it becomes (harness.data.sources.base)
     required: bool = True
 
 
 @dataclass(frozen=True)
 class TableSchema:
     name: str
+    raw: str  # the raw table it becomes
     columns: tuple[Column, ...]
     required: bool = True  # whether the file itself must be there
 
@@ -63,13 +67,17 @@ class TableSchema:
 
 
 SCHEMA: tuple[TableSchema, ...] = (
-    TableSchema("interactions", (Column("user_id", "id"), Column("item_id", "id"),
-                                 Column("timestamp", "timestamp"), Column("seq", "seq", required=False))),
-    TableSchema("queries", (Column("query_id", "id"), Column("text", "text"),
-                            Column("split", "split", required=False))),
-    TableSchema("qrels", (Column("query_id", "id"), Column("item_id", "id"))),
-    TableSchema("items", (Column("item_id", "id"), Column("title", "text"),
-                          Column("text", "text", required=False)), required=False),
+    TableSchema("interactions", "raw_interactions", (
+        Column("user_id", "id", "user_key"), Column("item_id", "id", "item_key"),
+        Column("timestamp", "timestamp", "ts"), Column("seq", "seq", "seq", required=False))),
+    TableSchema("queries", "raw_queries", (
+        Column("query_id", "id", "query_key"), Column("text", "text", "text"),
+        Column("split", "split", "split", required=False))),
+    TableSchema("qrels", "raw_qrels", (
+        Column("query_id", "id", "query_key"), Column("item_id", "id", "item_key"))),
+    TableSchema("items", "raw_items", (
+        Column("item_id", "id", "item_key"), Column("title", "text", "title"),
+        Column("text", "text", "text", required=False)), required=False),
 )
 
 
@@ -109,12 +117,24 @@ class LogsSource:
         folder = find_folder(ctx)
         paths = {schema.name: find_table_file(folder, schema) for schema in SCHEMA}
         with _opened(con, paths) as tables:
-            _create_raw_interactions(con, tables["interactions"])
-            _create_raw_queries(con, tables["queries"])
-            _create_raw_qrels(con, tables["qrels"], tables["queries"])
-            _create_raw_items(con, tables.get("items"), tables["interactions"], tables["qrels"])
+            with _utc(con):
+                for table in tables.values():
+                    _create_raw(con, table)
+            for table in tables.values():
+                _check_values(con, table)
+            _check_unique(con, tables["queries"])
+            _check_queries_known(con, tables["qrels"], tables["queries"])
+            if "items" in tables:
+                _check_unique(con, tables["items"])
+                _fill_item_text(con)
+                _check_items_known(con, tables["interactions"], tables["items"])
+                _check_items_known(con, tables["qrels"], tables["items"])
+            else:
+                _create_items_from_ids(con)
+            for table in tables.values():
+                con.execute(f"ALTER TABLE {table.schema.raw} DROP COLUMN _row")
             notes = {
-                "rows": {name: _count(con, table.view) for name, table in sorted(tables.items())},
+                "rows": {name: _count(con, table.schema.raw) for name, table in sorted(tables.items())},
                 "items_file": "items" in tables,
             }
         files = [file_record(p) for p in sorted((p for p in paths.values() if p), key=lambda p: p.name)]
@@ -152,21 +172,17 @@ def find_table_file(folder: Path, schema: TableSchema) -> Path | None:
 
 @contextlib.contextmanager
 def _opened(con: duckdb.DuckDBPyConnection, paths: dict[str, Path | None]) -> Iterator[dict[str, InputTable]]:
-    """Open every present file as a checked view; drop the views (and registered CSVs) afterwards."""
+    """Open every present file as a view; drop the views (and registered CSVs) afterwards."""
     tables: dict[str, InputTable] = {}
     try:
         for schema in SCHEMA:
             path = paths[schema.name]
             if path is not None:
                 tables[schema.name] = _open_table(con, schema, path)
-                _check_columns(con, tables[schema.name])
         yield tables
     finally:
         for table in tables.values():
-            if table.is_csv:
-                con.unregister(table.view)
-            else:
-                con.execute(f"DROP VIEW IF EXISTS {table.view}")
+            _close(con, table)
 
 
 def _open_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, path: Path) -> InputTable:
@@ -184,14 +200,28 @@ def _open_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, path: Path)
     view = f"_logs_{schema.name}"
     if path.suffix == ".csv":
         has_text = any(c.kind == "text" for c in schema.columns)
-        con.register(view, _read_csv(path, list(types), newlines_in_values=has_text))
+        data = _read_csv(path, list(types), newlines_in_values=has_text)
+        n_rows = data.num_rows
+        con.register(view, data)
     else:
+        n_rows = pq.ParquetFile(path).metadata.num_rows
         columns = ", ".join(f'"{name}"' for name in types)
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {columns}, file_row_number AS _row"
             f" FROM read_parquet({_sql_string(str(path))}, file_row_number = true)"
         )
-    return InputTable(schema, path, view, types)
+    table = InputTable(schema, path, view, types)
+    if n_rows >= 2**_ROW_BITS:  # the row is the low 32 bits of raw_interactions.seq
+        _close(con, table)
+        raise HarnessError(f"logs: {path.name}: {n_rows} rows; at most {2**_ROW_BITS - 1} fit, split the logs")
+    return table
+
+
+def _close(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
+    if table.is_csv:
+        con.unregister(table.view)
+    else:
+        con.execute(f"DROP VIEW IF EXISTS {table.view}")
 
 
 def _read_header(path: Path) -> dict[str, pa.DataType]:
@@ -214,6 +244,7 @@ def _read_header(path: Path) -> dict[str, pa.DataType]:
 def _read_csv(path: Path, columns: list[str], newlines_in_values: bool) -> pa.Table:
     """The CSV as strings (ids stay exactly as written) plus `_row`; malformed lines name their number.
     Quoted values may span lines only where `newlines_in_values` (text files: slower to split)."""
+
     def read(use_threads: bool) -> pa.Table:
         return pa_csv.read_csv(
             path,
@@ -227,6 +258,7 @@ def _read_csv(path: Path, columns: list[str], newlines_in_values: bool) -> pa.Ta
                 strings_can_be_null=False, quoted_strings_can_be_null=False,
             ),
         )
+
     try:
         table = read(use_threads=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -262,27 +294,26 @@ def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
+_ACCEPTED = {  # kind -> (type test, what the column must hold)
+    "id": (lambda t: _is_string(t) or pa.types.is_integer(t), "integers or strings"),
+    "text": (_is_string, "strings"),
+    "split": (_is_string, "strings (train, valid or test)"),
+    "seq": (lambda t: _is_string(t) or pa.types.is_integer(t), "integers"),
+    "timestamp": (
+        lambda t: _is_string(t) or pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t),
+        "integer epoch seconds, ISO 8601 strings, or a timestamp/date type",
+    ),
+}
+
+
 def _check_type(path: Path, column: Column, t: pa.DataType) -> None:
-    ok = {
-        "id": _is_string(t) or pa.types.is_integer(t),
-        "text": _is_string(t),
-        "split": _is_string(t),
-        "seq": _is_string(t) or pa.types.is_integer(t),
-        "timestamp": _is_string(t) or pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t),
-    }[column.kind]
-    if not ok:
-        wanted = {
-            "id": "integers or strings",
-            "text": "strings",
-            "split": "strings (train, valid or test)",
-            "seq": "integers",
-            "timestamp": "integer epoch seconds, ISO 8601 strings, or a timestamp/date type",
-        }[column.kind]
+    accepts, wanted = _ACCEPTED[column.kind]
+    if not accepts(t):
         raise HarnessError(f"logs: {path.name}: column {column.name!r} has type {t}; it must hold {wanted}")
 
 
 def _value_sql(table: InputTable, column: Column) -> str:
-    """The typed value of a column (NULL where it cannot be read)."""
+    """The column's typed value: NULL where it cannot be read (the checks then report that row)."""
     col = f'"{column.name}"'
     t = table.types[column.name]
     if column.kind == "id":
@@ -290,7 +321,8 @@ def _value_sql(table: InputTable, column: Column) -> str:
     if column.kind in ("text", "split"):
         return col
     if column.kind == "seq":
-        return col if pa.types.is_integer(t) else _integer_text_sql(col)
+        value = col if pa.types.is_integer(t) else _integer_text_sql(col)
+        return f"CASE WHEN {value} >= 0 AND {value} < {MAX_SEQ} THEN {value} END"
     # timestamp -> epoch seconds, floored (sub-second differences fall to the seq and row tie-break)
     if pa.types.is_integer(t):
         return f"CAST({col} AS BIGINT)"
@@ -303,51 +335,69 @@ def _value_sql(table: InputTable, column: Column) -> str:
 
 
 def _integer_text_sql(col: str) -> str:
-    """A string of decimal digits (an optional minus, surrounding spaces allowed) as BIGINT, else NULL."""
+    """Decimal digits (an optional minus, surrounding spaces allowed) as BIGINT, else NULL. A regex,
+    because TRY_CAST also takes '1.5' (rounded), '1e3', '0x10' and '1_000'."""
     return f"CASE WHEN regexp_full_match(trim({col}), '-?[0-9]{{1,18}}') THEN CAST(trim({col}) AS BIGINT) END"
 
 
-def _bad_value_sql(table: InputTable, column: Column) -> tuple[str, str]:
-    """(condition of a bad row, what a bad value should have been) for one column. Integer columns
-    only need a NULL check, which keeps the scan of a 25M-row Parquet file cheap."""
-    col = f'"{column.name}"'
-    t = table.types[column.name]
-    value = _value_sql(table, column)
+def _raw_select(table: InputTable, column: Column) -> str:
+    """The raw-table column for one schema column, with the defaults for absent optional ones."""
+    if column.kind == "seq":  # the (seq, row) tie-break in one BIGINT; NULL when seq is unreadable
+        if not table.has(column.name):
+            return "_row AS seq"
+        return f"CAST({_value_sql(table, column)} * {2**_ROW_BITS} + _row AS BIGINT) AS seq"
+    if not table.has(column.name):
+        return f"CAST(NULL AS VARCHAR) AS {column.raw}"  # split: the compiler assigns; item text: title
+    return f"{_value_sql(table, column)} AS {column.raw}"
+
+
+def _create_raw(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
+    """One pass over the file: the raw table with typed values and the `_row` the checks report."""
+    columns = [_raw_select(table, c) for c in table.schema.columns]
+    if table.schema.raw == "raw_items":
+        columns.append("CAST(NULL AS INTEGER) AS cluster")
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table.schema.raw} AS"
+            f" SELECT {', '.join(columns)}, _row FROM {table.view}"
+        )
+    except duckdb.Error as exc:
+        raise HarnessError(f"logs: {table.path.name}: cannot read it ({str(exc).splitlines()[0]})") from exc
+
+
+def _bad_value_sql(table: InputTable, column: Column) -> tuple[str, str] | None:
+    """(condition on the raw table marking a bad row, what the value should have been), or None."""
+    raw = column.raw
+    if not table.has(column.name):
+        return None
     if column.kind == "id":
-        if pa.types.is_integer(t):
-            return f"{col} IS NULL", "an id"
+        if pa.types.is_integer(table.types[column.name]):
+            return f"{raw} IS NULL", "an id"
         # TREC run and qrels files separate fields by whitespace, so ids must not hold any.
-        spaces = " OR ".join(f"contains({value}, {ch})" for ch in ("' '", "chr(9)", "chr(10)", "chr(13)"))
-        return f"{col} IS NULL OR {value} = '' OR {spaces}", "a non-empty id without spaces or tabs"
+        spaces = " OR ".join(f"contains({raw}, {ch})" for ch in ("' '", "chr(9)", "chr(10)", "chr(13)"))
+        return f"{raw} IS NULL OR {raw} = '' OR {spaces}", "a non-empty id without spaces or tabs"
     if column.kind == "text":
-        if not column.required:
-            return "false", ""
-        return f"{col} IS NULL OR trim({col}) = ''", "a non-empty text"
+        return (f"{raw} IS NULL OR trim({raw}) = ''", "a non-empty text") if column.required else None
     if column.kind == "split":
-        return f"{col} IS NULL OR {col} NOT IN {SPLITS}", "one of train, valid, test"
+        return f"{raw} IS NULL OR {raw} NOT IN {SPLITS}", "one of train, valid, test"
     if column.kind == "seq":
-        return (f"{value} IS NULL OR {value} < 0 OR {value} >= {MAX_SEQ}",
-                f"an integer from 0 to {MAX_SEQ - 1}")
-    return (f"{value} IS NULL OR {value} >= {MAX_EPOCH_SECONDS}",
+        return f"{raw} IS NULL", f"an integer from 0 to {MAX_SEQ - 1}"
+    return (f"{raw} IS NULL OR {raw} >= {MAX_EPOCH_SECONDS}",
             "integer epoch seconds or an ISO 8601 timestamp (milliseconds are not seconds)")
 
 
-def _check_columns(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
-    """One scan of the file checks every column; the first bad row (in file order) is reported."""
-    checks = [(c, *_bad_value_sql(table, c)) for c in table.schema.columns if table.has(c.name)]
-    selects = ", ".join(f"min(_row) FILTER (WHERE {cond})" for _, cond, _ in checks)
-    with _utc(con):
-        try:
-            first_bad = _first_row(con, f"SELECT {selects}, count(*) FROM {table.view}")
-        except duckdb.Error as exc:
-            raise HarnessError(f"logs: {table.path.name}: cannot read it ({str(exc).splitlines()[0]})") from exc
-    if first_bad[-1] >= 2**_ROW_BITS:
-        raise HarnessError(f"logs: {table.path.name}: more than {2**_ROW_BITS - 1} rows; split the logs")
+def _check_values(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
+    """One scan of the raw table checks every column; the first bad row (in file order) is reported
+    with the value as the file holds it."""
+    checks = [(c, *bad) for c in table.schema.columns if (bad := _bad_value_sql(table, c))]
+    selects = ", ".join(f"min(_row) FILTER (WHERE {condition})" for _, condition, _ in checks)
+    first_bad = _first_row(con, f"SELECT {selects} FROM {table.schema.raw}")
     for (column, _, wanted), row in zip(checks, first_bad):
         if row is not None:
-            raw = _first_row(con, f'SELECT CAST("{column.name}" AS VARCHAR) FROM {table.view} WHERE _row = ?',
-                              [row])[0]
-            shown = "an empty value" if raw is None or raw == "" else f"{raw!r}"
+            value = _first_row(
+                con, f'SELECT CAST("{column.name}" AS VARCHAR) FROM {table.view} WHERE _row = ?', [row]
+            )[0]
+            shown = "an empty value" if value is None or value == "" else repr(value)
             raise HarnessError(f"logs: {table.where(row)}: {column.name} is {shown}; expected {wanted}")
 
 
@@ -362,125 +412,70 @@ def _utc(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute(f"SET TimeZone = {_sql_string(before)}")
 
 
-# --- raw tables --------------------------------------------------------------------------------------
+# --- checks across rows and files --------------------------------------------------------------------
 
 
-def _create_raw_interactions(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
-    by_name = {c.name: c for c in table.schema.columns}
-    seq = f"{_value_sql(table, by_name['seq'])} * {2**_ROW_BITS} + _row" if table.has("seq") else "_row"
-    with _utc(con):
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE raw_interactions AS
-            SELECT {_value_sql(table, by_name['user_id'])} AS user_key,
-                   {_value_sql(table, by_name['item_id'])} AS item_key,
-                   {_value_sql(table, by_name['timestamp'])} AS ts,
-                   CAST({seq} AS BIGINT) AS seq
-            FROM {table.view}
-            """
-        )
-
-
-def _create_raw_queries(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
-    by_name = {c.name: c for c in table.schema.columns}
-    split = '"split"' if table.has("split") else "CAST(NULL AS VARCHAR)"
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE raw_queries AS
-        SELECT {_value_sql(table, by_name['query_id'])} AS query_key, "text" AS text, {split} AS split,
-               _row
-        FROM {table.view}
-        """
-    )
-    _check_unique(con, "raw_queries", "query_key", table, "query_id")
-    con.execute("ALTER TABLE raw_queries DROP COLUMN _row")
-
-
-def _create_raw_qrels(con: duckdb.DuckDBPyConnection, table: InputTable, queries: InputTable) -> None:
-    """Duplicate (query, item) pairs are left for the compiler to remove (base.py)."""
-    by_name = {c.name: c for c in table.schema.columns}
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE raw_qrels AS
-        SELECT {_value_sql(table, by_name['query_id'])} AS query_key,
-               {_value_sql(table, by_name['item_id'])} AS item_key, _row
-        FROM {table.view}
-        """
-    )
-    row = _first_row(con, 
-        "SELECT min(_row) FROM raw_qrels WHERE query_key NOT IN (SELECT query_key FROM raw_queries)"
-    )[0]
-    if row is not None:
-        key = _first_row(con, "SELECT query_key FROM raw_qrels WHERE _row = ?", [row])[0]
-        raise HarnessError(f"logs: {table.where(row)}: query_id {key!r} is not in {queries.path.name}")
-    con.execute("ALTER TABLE raw_qrels DROP COLUMN _row")
-
-
-def _create_raw_items(con: duckdb.DuckDBPyConnection, table: InputTable | None,
-                      interactions: InputTable, qrels: InputTable) -> None:
-    """From items.* when given (every item used must be there); else the used ids, without text."""
-    if table is None:
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE raw_items AS
-            SELECT item_key, CAST(NULL AS VARCHAR) AS title, CAST(NULL AS VARCHAR) AS text,
-                   CAST(NULL AS INTEGER) AS cluster
-            FROM (SELECT item_key FROM raw_interactions UNION SELECT item_key FROM raw_qrels)
-            """
-        )
-        return
-    by_name = {c.name: c for c in table.schema.columns}
-    text = ('CASE WHEN "text" IS NULL OR trim("text") = \'\' THEN "title" ELSE "text" END'
-            if table.has("text") else '"title"')
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE raw_items AS
-        SELECT {_value_sql(table, by_name['item_id'])} AS item_key, "title" AS title, {text} AS text,
-               CAST(NULL AS INTEGER) AS cluster, _row
-        FROM {table.view}
-        """
-    )
-    _check_unique(con, "raw_items", "item_key", table, "item_id")
-    con.execute("ALTER TABLE raw_items DROP COLUMN _row")
-    _check_items_known(con, "raw_interactions", interactions, table)
-    _check_items_known(con, "raw_qrels", qrels, table)
-
-
-def _check_unique(con: duckdb.DuckDBPyConnection, raw: str, key: str, table: InputTable, column: str) -> None:
-    row = _first_row(con, 
-        f"SELECT {key}, min(_row), max(_row) FROM {raw} GROUP BY {key} HAVING count(*) > 1"
-        f" ORDER BY min(_row) LIMIT 1"
+def _check_unique(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
+    """Queries and items: each id once (a qrel or interaction could not tell two apart)."""
+    key = table.schema.columns[0]
+    row = _first_row(
+        con,
+        f"SELECT {key.raw}, min(_row), max(_row) FROM {table.schema.raw} GROUP BY {key.raw}"
+        f" HAVING count(*) > 1 ORDER BY min(_row) LIMIT 1",
     )
     if row is not None:
         raise HarnessError(
-            f"logs: {table.where(row[2])}: {column} {row[0]!r} appears again (first at "
-            f"{table.position(row[1])}); each {column} must appear once"
+            f"logs: {table.where(row[2])}: {key.name} {row[0]!r} appears again (first at "
+            f"{table.position(row[1])}); each {key.name} must appear once"
         )
 
 
-def _check_items_known(con: duckdb.DuckDBPyConnection, raw: str, table: InputTable, items: InputTable) -> None:
+def _check_queries_known(con: duckdb.DuckDBPyConnection, qrels: InputTable, queries: InputTable) -> None:
+    row = _first_row(
+        con, "SELECT min(_row) FROM raw_qrels ANTI JOIN raw_queries USING (query_key)"
+    )[0]
+    if row is not None:
+        key = _first_row(con, "SELECT query_key FROM raw_qrels WHERE _row = ?", [row])[0]
+        raise HarnessError(f"logs: {qrels.where(row)}: query_id {key!r} is not in {queries.path.name}")
+
+
+def _check_items_known(con: duckdb.DuckDBPyConnection, table: InputTable, items: InputTable) -> None:
     """An id in the interactions or qrels that the catalogue lacks is almost always an id-format slip
     ('007' vs 7) that would silently shrink the dataset, so it is an error rather than a drop."""
+    raw = table.schema.raw
     unknown = _first_row(
-        con,
-        f"SELECT count(*) FROM (SELECT DISTINCT item_key FROM {raw}) ANTI JOIN raw_items USING (item_key)",
+        con, f"SELECT count(*) FROM (SELECT DISTINCT item_key FROM {raw}) ANTI JOIN raw_items USING (item_key)"
     )[0]
     if not unknown:
         return
-    item = _value_sql(table, Column("item_id", "id"))  # find the first offending line (error path only)
-    row = _first_row(
-        con,
-        f"SELECT min(_row) FROM {table.view} WHERE {item} NOT IN (SELECT item_key FROM raw_items)",
-    )[0]
-    key = _first_row(con, f"SELECT {item} FROM {table.view} WHERE _row = ?", [row])[0]
+    row, key = _first_row(
+        con, f"SELECT _row, item_key FROM {raw} ANTI JOIN raw_items USING (item_key) ORDER BY _row LIMIT 1"
+    )
     raise HarnessError(
         f"logs: {table.where(row)}: item_id {key!r} is not in {items.path.name}"
         f" ({unknown} unknown item ids in {table.path.name})"
     )
 
 
-def _count(con: duckdb.DuckDBPyConnection, view: str) -> int:
-    return _first_row(con, f"SELECT count(*) FROM {view}")[0]
+def _fill_item_text(con: duckdb.DuckDBPyConnection) -> None:
+    """An item without a text (no column, or an empty value) is indexed by its title."""
+    con.execute("UPDATE raw_items SET text = title WHERE text IS NULL OR trim(text) = ''")
+
+
+def _create_items_from_ids(con: duckdb.DuckDBPyConnection) -> None:
+    """No items file: the catalogue is the ids used, with no title or text."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE raw_items AS
+        SELECT item_key, CAST(NULL AS VARCHAR) AS title, CAST(NULL AS VARCHAR) AS text,
+               CAST(NULL AS INTEGER) AS cluster
+        FROM (SELECT item_key FROM raw_interactions UNION SELECT item_key FROM raw_qrels)
+        """
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return _first_row(con, f"SELECT count(*) FROM {table}")[0]
 
 
 def _first_row(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple | None:
