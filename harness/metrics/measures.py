@@ -1,0 +1,136 @@
+"""Metric names are values (after ir_measures): `Metric("R", 30, "head")` prints as `R@30/head` and
+`Metric.parse("R@30/head")` gives it back. That string is the key in result records, the column name in
+per-query Parquet files and the column on the leaderboard; there is no second table of labels.
+
+Segments (the paper's Table 5): `all` counts every relevant item of a query; `head` only the query's
+relevant items that are in the task's head (top 1% most popular training items); `torso` only the rest.
+The `all` segment has no suffix: `R@30` is the one spelling of it.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+# Measure code -> what it is. Add a code here (and its implementation) to extend the set.
+MEASURES: dict[str, str] = {"R": "Recall: |top-K ∩ relevant| / |relevant|"}
+SEGMENTS: tuple[str, ...] = ("all", "head", "torso")
+
+_PATTERN = re.compile(r"^(?P<measure>[A-Za-z][A-Za-z0-9_]*)@(?P<k>[1-9][0-9]*)(?:/(?P<segment>[a-z]+))?$")
+
+
+@dataclass(frozen=True, order=True)
+class Metric:
+    """One measure at one cutoff over one segment of relevant items."""
+
+    measure: str
+    k: int
+    segment: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.measure not in MEASURES:
+            known = ", ".join(sorted(MEASURES))
+            raise HarnessError(f"metric measure {self.measure!r} is unknown (known: {known})")
+        object.__setattr__(self, "k", check_cutoff(self.k))  # numpy integers become int, so equal metrics hash equal
+        if self.segment not in SEGMENTS:
+            raise HarnessError(f"metric segment {self.segment!r} is unknown (known: {', '.join(SEGMENTS)})")
+
+    def __str__(self) -> str:
+        base = f"{self.measure}@{self.k}"
+        return base if self.segment == "all" else f"{base}/{self.segment}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Metric":
+        """Inverse of str(): only the canonical spelling is accepted, so every metric has one key."""
+        if not isinstance(text, str):
+            raise HarnessError(f"metric name {text!r} is not a string")
+        match = _PATTERN.match(text)
+        if match is None:
+            raise HarnessError(
+                f"metric name {text!r} is not of the form MEASURE@K or MEASURE@K/SEGMENT (e.g. 'R@30/head')"
+            )
+        segment = match["segment"]
+        if segment == "all":
+            raise HarnessError(f"metric name {text!r}: write the 'all' segment without a suffix ({text[:-4]!r})")
+        try:
+            return cls(match["measure"], int(match["k"]), segment or "all")
+        except HarnessError as err:
+            raise HarnessError(f"metric name {text!r}: {err}") from None
+
+
+def standard_metrics(ks: Iterable[int], measure: str = "R") -> list[Metric]:
+    """Every cutoff (ascending, deduplicated) x (all, head, torso), in that order."""
+    ks = [check_cutoff(k) for k in ks]
+    if not ks:
+        raise HarnessError("standard_metrics: no cutoffs given")
+    return [Metric(measure, k, segment) for k in sorted(set(ks)) for segment in SEGMENTS]
+
+
+def check_cutoff(k: object) -> int:
+    """k as a plain int; HarnessError unless it is a positive integer (numpy integers accepted)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise HarnessError(f"metric cutoff k={k!r} must be a positive integer")
+    return int(k)
+
+
+# --- Aggregation over queries and seeds (measure-agnostic: works on any {Metric: per-query values}) ---
+
+
+def summarise(values: Mapping[Metric, np.ndarray]) -> dict[Metric, tuple[float | None, int]]:
+    """(mean, n) per metric over the queries in its segment (non-NaN); mean is None when n == 0."""
+    out = {}
+    for metric, v in values.items():
+        defined = v[~np.isnan(v)]
+        out[metric] = (float(defined.mean()) if len(defined) else None, int(len(defined)))
+    return out
+
+
+def seed_average(per_seed: Mapping[int, Mapping[Metric, np.ndarray]]) -> dict[Metric, np.ndarray]:
+    """Per-query values averaged over seeds (what the significance test compares)."""
+    seeds = _same_queries_every_seed(per_seed)
+    metrics = per_seed[seeds[0]].keys() if seeds else ()
+    return {m: np.mean([per_seed[s][m] for s in seeds], axis=0) for m in metrics}
+
+
+def metrics_block(per_seed: Mapping[int, Mapping[Metric, np.ndarray]]) -> dict[str, dict]:
+    """The result record's metrics for one task: {"R@10": {"mean", "n", "per_seed": {"0": ...}}}.
+
+    `per_seed` holds the seeds whose unit finished. "mean" is the mean over seeds of the per-seed means,
+    which equals the mean of the seed-averaged per-query values because every seed scores the same
+    queries in the same segments. "n" is the number of queries in the metric's segment.
+    """
+    seeds = _same_queries_every_seed(per_seed)
+    if not seeds:
+        return {}
+    summaries = {seed: summarise(per_seed[seed]) for seed in seeds}
+    block = {}
+    for metric in sorted(per_seed[seeds[0]]):
+        n = summaries[seeds[0]][metric][1]
+        seed_means = {str(seed): summaries[seed][metric][0] for seed in seeds}
+        mean = float(np.mean(list(seed_means.values()))) if n else None
+        block[str(metric)] = {"mean": mean, "n": n, "per_seed": seed_means}
+    return block
+
+
+def _same_queries_every_seed(per_seed: Mapping[int, Mapping[Metric, np.ndarray]]) -> list[int]:
+    """Seeds in order, after checking they share metrics, query count and segment membership."""
+    seeds = sorted(per_seed)
+    if not seeds:
+        return seeds
+    first = per_seed[seeds[0]]
+    for seed in seeds[1:]:
+        other = per_seed[seed]
+        if set(other) != set(first):
+            raise HarnessError(
+                f"seed {seed} has metrics {sorted(map(str, other))}, seed {seeds[0]} has {sorted(map(str, first))}"
+            )
+        for metric, values in first.items():
+            if other[metric].shape != values.shape or (np.isnan(other[metric]) != np.isnan(values)).any():
+                raise HarnessError(f"seed {seed} and seed {seeds[0]} do not score the same queries for {metric}")
+    return seeds
