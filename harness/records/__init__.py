@@ -1,0 +1,40 @@
+"""The standard result format: a versioned JSON Schema, the validator every reader uses, and the record
+folder (record.json, per-query Parquet, TREC run and qrels files). pyarrow loads only when a Parquet or
+TREC file is read or written."""
+
+from harness.records.files import (
+    PER_QUERY_FILE,
+    RECORD_FILE,
+    files_block,
+    paired_seed_averages,
+    per_query_table,
+    qrels_file_name,
+    read_per_query,
+    read_record_folder,
+    run_file_name,
+    seed_averaged,
+    write_record_folder,
+    write_trec_qrels,
+    write_trec_run,
+)
+from harness.records.validate import SCHEMA_VERSION, load_schema, read_record, validate_record
+
+__all__ = [
+    "PER_QUERY_FILE",
+    "RECORD_FILE",
+    "SCHEMA_VERSION",
+    "files_block",
+    "load_schema",
+    "paired_seed_averages",
+    "per_query_table",
+    "qrels_file_name",
+    "read_per_query",
+    "read_record",
+    "read_record_folder",
+    "run_file_name",
+    "seed_averaged",
+    "validate_record",
+    "write_record_folder",
+    "write_trec_qrels",
+    "write_trec_run",
+]

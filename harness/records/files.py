@@ -1,0 +1,316 @@
+"""A record folder: everything one (submission, dataset) result consists of, side by side.
+
+    record.json           the result record (validated; written LAST)
+    per_query.parquet     per-query metric values: columns task, seed, qid, then one float column per
+                          metric name ("R@30", "R@30/head", ...); null where the query is not in the segment
+    <task>.seed<k>.run    TREC run per task and seed: "qid Q0 docid rank score tag"
+    <task>.qrels          TREC qrels per task: "qid 0 docid 1"
+
+A folder holding record.json is complete: the writer removes an old record.json first, writes every other
+file atomically, and writes record.json last, so a crash mid-way leaves a folder without one (which
+readers treat as "not written") and never a record pointing at missing or stale files.
+
+Run files use the dataset's own item keys as docids, so trec_eval, ranx or ir_measures line up with any
+qrels written from the same dataset. Scores are `depth - position` (position 0 = best), strictly
+decreasing down each list, so tools that re-sort by score keep our order; rank is position + 1. An
+empty ranking writes no line for its query (TREC has no way to say "nothing"); the qrels still list the
+query, and our own metrics score it 0.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.io import atomic_path, write_json_atomic
+from harness.metrics.measures import Metric
+from harness.records.validate import read_record, validate_record
+
+if TYPE_CHECKING:
+    import pyarrow
+
+RECORD_FILE = "record.json"
+PER_QUERY_FILE = "per_query.parquet"
+_KEY_COLUMNS = ("task", "seed", "qid")
+# Files this module owns inside a record folder (stale ones are removed when a record is rewritten).
+_MANAGED = re.compile(r"^(?:per_query\.parquet|[a-z]+\.seed[0-9]+\.run|[a-z]+\.qrels)$")
+_WHITESPACE = re.compile(r"\s")
+
+Runs = Mapping[str, Mapping[int, tuple[Sequence[str], np.ndarray]]]
+Qrels = Mapping[str, tuple[Sequence[str], np.ndarray, np.ndarray]]
+
+
+def run_file_name(task: str, seed: int) -> str:
+    return f"{task}.seed{seed}.run"
+
+
+def qrels_file_name(task: str) -> str:
+    return f"{task}.qrels"
+
+
+def files_block(runs: Runs, qrels: Qrels, has_per_query: bool) -> dict:
+    """The record's "files" entry for what write_record_folder writes."""
+    return {
+        "per_query": PER_QUERY_FILE if has_per_query else None,
+        "runs": {
+            task: [run_file_name(task, seed) for seed in sorted(by_seed)] for task, by_seed in sorted(runs.items())
+        },
+        "qrels": {task: qrels_file_name(task) for task in sorted(qrels)},
+    }
+
+
+def write_record_folder(
+    folder: str | Path,
+    record: dict,
+    *,
+    per_query: "pyarrow.Table | None",
+    runs: Runs,
+    qrels: Qrels,
+    item_keys: np.ndarray,
+    run_tag: str | None = None,
+) -> dict:
+    """Validate, then write the folder (record.json last). Returns the record as written.
+
+    runs[task][seed] = (query ids, rankings int [n, depth] padded with -1); qrels[task] = (query ids,
+    rel_offsets, rel_items) in CSR form; ids index `item_keys` (the catalogue's item keys), which become
+    the docids. `record["files"]` is filled in from these arguments (or must already match them).
+    `run_tag` defaults to the submission's name.
+    """
+    folder = Path(folder)
+    files = files_block(runs, qrels, per_query is not None)
+    if "files" in record and record["files"] != files:
+        raise HarnessError(
+            f"{folder / RECORD_FILE}: $.files: {record['files']} does not match the files given: {files}"
+        )
+    record = {**record, "files": files}
+    validate_record(record, source=str(folder / RECORD_FILE))
+    tag = run_tag if run_tag is not None else record["submission"]["name"]
+    _check_no_whitespace([tag], what="run tag")
+    item_keys = np.asarray(item_keys, dtype=object)
+    if per_query is not None:
+        _check_per_query_columns(per_query, source="per_query table")
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _start_rewrite(folder, keep=_file_names(files))
+    if per_query is not None:
+        _write_parquet(folder / PER_QUERY_FILE, per_query)
+    for task, by_seed in runs.items():
+        for seed, (qids, rankings) in by_seed.items():
+            write_trec_run(folder / run_file_name(task, seed), qids, rankings, item_keys, tag)
+    for task, (qids, rel_offsets, rel_items) in qrels.items():
+        write_trec_qrels(folder / qrels_file_name(task), qids, rel_offsets, rel_items, item_keys)
+    write_json_atomic(folder / RECORD_FILE, record)
+    return record
+
+
+def read_record_folder(folder: str | Path) -> dict:
+    """The validated record of a complete folder; HarnessError if it is incomplete or a named file is missing."""
+    folder = Path(folder)
+    if not (folder / RECORD_FILE).exists():
+        raise HarnessError(f"{folder}: no {RECORD_FILE}: the record was never written or its writing was interrupted")
+    record = read_record(folder / RECORD_FILE)
+    for name in _file_names(record["files"]):
+        if not (folder / name).is_file():
+            raise HarnessError(f"{folder / RECORD_FILE}: $.files names {name!r}, which is not in {folder}")
+    return record
+
+
+def _file_names(files: dict) -> set[str]:
+    names = {name for task_runs in files["runs"].values() for name in task_runs} | set(files["qrels"].values())
+    if files["per_query"] is not None:
+        names.add(files["per_query"])
+    return names
+
+
+def _start_rewrite(folder: Path, keep: set[str]) -> None:
+    """Mark the folder incomplete (no record.json) and drop files of an earlier record that this one lacks."""
+    (folder / RECORD_FILE).unlink(missing_ok=True)
+    for path in folder.iterdir():
+        if path.is_file() and _MANAGED.match(path.name) and path.name not in keep:
+            path.unlink()
+
+
+# --- per-query Parquet --------------------------------------------------------------------------------
+
+
+def per_query_table(task: str, seed: int, qids: Sequence[str], values: Mapping[Metric, np.ndarray]) -> "pyarrow.Table":
+    """One (task, seed)'s per-query values as a table; concatenate several with pyarrow.concat_tables."""
+    import pyarrow as pa
+
+    n = len(qids)
+    columns = {
+        "task": pa.array([task] * n, pa.string()),
+        "seed": pa.array(np.full(n, seed, dtype=np.int64)),
+        "qid": pa.array([str(q) for q in qids], pa.string()),
+    }
+    for metric in sorted(values):
+        column = np.asarray(values[metric], dtype=np.float64)
+        if column.shape != (n,):
+            raise HarnessError(f"per-query values of {metric}: shape {column.shape}, expected ({n},) for {n} query ids")
+        columns[str(metric)] = pa.array(column, pa.float64(), mask=np.isnan(column))  # NaN -> null
+    return pa.table(columns)
+
+
+def read_per_query(folder: str | Path) -> "pyarrow.Table":
+    """The folder's per-query table, with its columns checked."""
+    import pyarrow.parquet as pq
+
+    path = Path(folder) / PER_QUERY_FILE
+    if not path.is_file():
+        raise HarnessError(f"{path}: no per-query file")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise HarnessError(f"{path}: cannot read the per-query Parquet file ({exc})") from None
+    _check_per_query_columns(table, source=str(path))
+    return table
+
+
+def seed_averaged(table: "pyarrow.Table", task: str) -> tuple[np.ndarray, dict[Metric, np.ndarray]]:
+    """(query ids sorted, {Metric: per-query value averaged over seeds}) for one task; NaN outside a segment."""
+    import pyarrow.compute as pc
+
+    rows = table.filter(pc.equal(table["task"], task))
+    metric_columns = [name for name in table.column_names if name not in _KEY_COLUMNS]
+    grouped = rows.group_by("qid").aggregate([(name, "mean") for name in metric_columns]).sort_by("qid")
+    qids = np.asarray(grouped["qid"].to_pylist(), dtype=object)
+    values = {
+        Metric.parse(name): grouped[f"{name}_mean"].to_numpy(zero_copy_only=False).astype(np.float64)
+        for name in metric_columns
+    }
+    return qids, values
+
+
+def paired_seed_averages(
+    table: "pyarrow.Table", reference: "pyarrow.Table", task: str, *, source: str, reference_source: str
+) -> tuple[dict[Metric, np.ndarray], dict[Metric, np.ndarray]]:
+    """Seed-averaged per-query values of a submission and its reference, aligned query by query.
+
+    The two must score the same queries of `task` (they ran on the same dataset fingerprint)."""
+    qids, values = seed_averaged(table, task)
+    ref_qids, ref_values = seed_averaged(reference, task)
+    if len(qids) != len(ref_qids) or (qids != ref_qids).any():
+        only_here = sorted(set(qids) - set(ref_qids))[:3]
+        only_there = sorted(set(ref_qids) - set(qids))[:3]
+        raise HarnessError(
+            f"{source} and {reference_source}: task {task!r} scores different queries "
+            f"({len(qids)} vs {len(ref_qids)}; only in the first: {only_here}, only in the second: {only_there})"
+        )
+    return values, ref_values
+
+
+def _check_per_query_columns(table: "pyarrow.Table", *, source: str) -> None:
+    import pyarrow as pa
+
+    names = table.column_names
+    if tuple(names[:3]) != _KEY_COLUMNS:
+        raise HarnessError(f"{source}: the first columns must be {list(_KEY_COLUMNS)}, got {names[:3]}")
+    for name in names[3:]:
+        try:
+            Metric.parse(name)
+        except HarnessError as err:
+            raise HarnessError(f"{source}: column {name!r} is not a metric name ({err})") from None
+        if not pa.types.is_floating(table.schema.field(name).type):
+            raise HarnessError(f"{source}: column {name!r} has type {table.schema.field(name).type}, expected float")
+
+
+def _write_parquet(path: Path, table: "pyarrow.Table") -> None:
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+# --- TREC files ------------------------------------------------------------------------------------
+
+
+def write_trec_run(
+    path: str | Path, qids: Sequence[str], rankings: np.ndarray, item_keys: np.ndarray, tag: str
+) -> None:
+    """Write "qid Q0 docid rank score tag" lines, queries in the given order, each list best first.
+
+    rankings: int [n, depth] of item ids padded with -1; docid = item_keys[id]; rank = position + 1;
+    score = depth - position. Padding writes nothing (an empty ranking writes no line).
+    """
+    import pyarrow as pa
+
+    rankings = np.asarray(rankings)
+    if rankings.ndim != 2 or len(qids) != rankings.shape[0]:
+        raise HarnessError(f"{path}: {len(qids)} query ids for rankings of shape {rankings.shape}")
+    item_keys = np.asarray(item_keys, dtype=object)
+    _check_ids(rankings[rankings >= 0], len(item_keys), path)
+    _check_no_whitespace(qids, what="query id")
+    _check_no_whitespace([tag], what="run tag")
+    _check_no_whitespace(item_keys[np.unique(rankings[rankings >= 0])], what="item key")
+    row, position = np.nonzero(rankings >= 0)  # row-major: each query's items in rank order
+    n_lines, depth = len(row), rankings.shape[1]
+    table = pa.table(
+        {
+            "qid": _strings(qids).take(pa.array(row)),
+            "q0": pa.array(np.full(n_lines, "Q0", dtype=object), pa.string()),
+            "docid": _strings(item_keys).take(pa.array(rankings[row, position])),
+            "rank": pa.array(position + 1),
+            "score": pa.array(depth - position),
+            "tag": pa.array(np.full(n_lines, tag, dtype=object), pa.string()),
+        }
+    )
+    _write_space_separated(path, table)
+
+
+def write_trec_qrels(
+    path: str | Path, qids: Sequence[str], rel_offsets: np.ndarray, rel_items: np.ndarray, item_keys: np.ndarray
+) -> None:
+    """Write "qid 0 docid 1" lines: every relevant item of every query (CSR rel_offsets / rel_items)."""
+    import pyarrow as pa
+
+    rel_offsets = np.asarray(rel_offsets, dtype=np.int64)
+    rel_items = np.asarray(rel_items)
+    if rel_offsets.shape != (len(qids) + 1,) or rel_offsets[-1] != len(rel_items):
+        raise HarnessError(f"{path}: {len(qids)} query ids for rel_offsets of shape {rel_offsets.shape}")
+    item_keys = np.asarray(item_keys, dtype=object)
+    _check_ids(rel_items, len(item_keys), path)
+    _check_no_whitespace(qids, what="query id")
+    _check_no_whitespace(item_keys[np.unique(rel_items)], what="item key")
+    row = np.repeat(np.arange(len(qids)), np.diff(rel_offsets))
+    n_lines = len(row)
+    table = pa.table(
+        {
+            "qid": _strings(qids).take(pa.array(row)),
+            "iter": pa.array(np.zeros(n_lines, dtype=np.int64)),
+            "docid": _strings(item_keys).take(pa.array(rel_items.astype(np.int64))),
+            "rel": pa.array(np.ones(n_lines, dtype=np.int64)),
+        }
+    )
+    _write_space_separated(path, table)
+
+
+def _write_space_separated(path: str | Path, table: "pyarrow.Table") -> None:
+    from pyarrow import csv
+
+    options = csv.WriteOptions(include_header=False, delimiter=" ", quoting_style="none")
+    with atomic_path(path) as tmp:
+        csv.write_csv(table, tmp, write_options=options)
+
+
+def _strings(values: Sequence[str]) -> "pyarrow.Array":
+    import pyarrow as pa
+
+    return pa.array([str(v) for v in values], pa.string())
+
+
+def _check_ids(ids: np.ndarray, n_items: int, path: str | Path) -> None:
+    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+        bad = ids[(ids < 0) | (ids >= n_items)][0]
+        raise HarnessError(f"{path}: item id {int(bad)} is outside the catalogue of {n_items} item keys")
+
+
+def _check_no_whitespace(values, *, what: str) -> None:
+    """TREC files are whitespace-separated: a key holding a space or tab would shift every later column."""
+    for value in values:
+        text = str(value)
+        if not text or _WHITESPACE.search(text):
+            raise HarnessError(f"{what} {text!r} is empty or contains whitespace; TREC files cannot hold it")
