@@ -237,7 +237,8 @@ def test_tables_do_not_depend_on_listing_order_or_batching(monkeypatch):
     reference = _snapshot(load()[0])
     original_glob = Path.glob
     monkeypatch.setattr(Path, "glob", lambda self, pattern: sorted(original_glob(self, pattern), reverse=True))
-    monkeypatch.setattr(mpd_module, "_MIN_FILES_PER_BATCH", 1)
+    monkeypatch.setattr(mpd_module, "_MIN_FILES_PER_BATCH", 1)  # one slice per batch (threads = 1)
+    monkeypatch.setattr(mpd_module, "_COMPACT_NAMES_EVERY", 1)
     con = duckdb.connect()
     con.execute("SET threads = 1")
     assert _snapshot(load(con=con)[0]) == reference

@@ -52,6 +52,9 @@ _JSON_COLUMNS = (
 # Slice files parsed per read_json call (one thread parses one file): at least the thread count, few
 # enough that the nested batch (about 33 MB of JSON per real slice) stays small. Never changes the output.
 _MIN_FILES_PER_BATCH = 4
+# Each batch appends its distinct (track, name, artist) rows; about 2.3M tracks in all, but ~150k per
+# batch of 4 slices, so the table is deduplicated every few batches to stay near the catalogue's size.
+_COMPACT_NAMES_EVERY = 16
 
 _PARAMS = ("max_slices",)
 
@@ -91,14 +94,16 @@ class MPDSource:
             slices = slices[:max_slices]
         _create_accumulators(con)
         try:
-            for batch in _batches(slices, _files_per_batch(con)):
+            for number, batch in enumerate(_batches(slices, _files_per_batch(con)), start=1):
                 _ingest_batch(con, batch)
+                if number % _COMPACT_NAMES_EVERY == 0:
+                    _compact_track_names(con)
             _check_unique_pids(con)
             _create_raw_tables(con)
             notes = _notes(con, slices)
         finally:
-            _drop(con, "_mpd_batch_playlists", "_mpd_batch_tracks", "_mpd_playlists", "_mpd_tracks",
-                  "_mpd_track_names", "_mpd_titles")
+            _drop(con, "_mpd_batch_playlists", "_mpd_batch_tracks", "_mpd_playlists", "_mpd_track_names",
+                  "_mpd_titles")
         return SourceResult(files=file_records(slices), params={"max_slices": max_slices}, notes=notes)
 
 
@@ -181,18 +186,22 @@ def _batches(items: list[SliceFile], size: int) -> list[list[SliceFile]]:
 
 
 def _create_accumulators(con: duckdb.DuckDBPyConnection) -> None:
+    """raw_interactions is appended to batch by batch (the bulk of the data is never copied twice)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE raw_interactions (user_key VARCHAR, item_key VARCHAR, ts BIGINT, seq BIGINT)"
+    )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _mpd_playlists"
-        " (file VARCHAR, pid BIGINT, name VARCHAR, modified_at BIGINT)"
+        " (file VARCHAR, pid BIGINT, user_key VARCHAR, name VARCHAR, modified_at BIGINT)"
     )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _mpd_tracks (pid BIGINT, pos BIGINT, track_uri VARCHAR)"
-    )
-    # One row per (track, batch): the distinct names met in that batch, reduced once at the end.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _mpd_track_names"
         " (track_uri VARCHAR, track_name VARCHAR, artist_name VARCHAR)"
     )
+
+
+def _compact_track_names(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE _mpd_track_names AS SELECT DISTINCT * FROM _mpd_track_names")
 
 
 def _ingest_batch(con: duckdb.DuckDBPyConnection, batch: list[SliceFile]) -> None:
@@ -219,18 +228,20 @@ def _ingest_batch(con: duckdb.DuckDBPyConnection, batch: list[SliceFile]) -> Non
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _mpd_batch_tracks AS
-        SELECT path, p.pid AS pid, unnest(generate_series(1, len(p.tracks))) AS track_no,
-               unnest(p.tracks, recursive := true)
+        SELECT path, p.pid AS pid, p.modified_at AS modified_at,
+               unnest(generate_series(1, len(p.tracks))) AS track_no, unnest(p.tracks, recursive := true)
         FROM _mpd_batch_playlists
         """
     )
     _check_track_keys(con, by_path)
     _check_unique_positions(con, by_path)
     con.execute(
-        "INSERT INTO _mpd_playlists SELECT parse_filename(path), p.pid, p.name, p.modified_at"
-        " FROM _mpd_batch_playlists"
+        "INSERT INTO _mpd_playlists SELECT parse_filename(path), p.pid, CAST(p.pid AS VARCHAR), p.name,"
+        " p.modified_at FROM _mpd_batch_playlists"
     )
-    con.execute("INSERT INTO _mpd_tracks SELECT pid, pos, track_uri FROM _mpd_batch_tracks")
+    con.execute(
+        "INSERT INTO raw_interactions SELECT CAST(pid AS VARCHAR), track_uri, modified_at, pos FROM _mpd_batch_tracks"
+    )
     con.execute(
         "INSERT INTO _mpd_track_names SELECT DISTINCT track_uri, track_name, artist_name FROM _mpd_batch_tracks"
     )
@@ -307,14 +318,6 @@ def _check_unique_pids(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE raw_interactions AS
-        SELECT CAST(t.pid AS VARCHAR) AS user_key, t.track_uri AS item_key,
-               p.modified_at AS ts, t.pos AS seq
-        FROM _mpd_tracks t JOIN _mpd_playlists p USING (pid)
-        """
-    )
     # A track named differently in two playlists keeps its smallest (track_name, artist_name) pair.
     con.execute(
         f"""
@@ -336,10 +339,10 @@ def _create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE raw_qrels AS
-        SELECT DISTINCT q.query_key, t.track_uri AS item_key
+        SELECT DISTINCT q.query_key, i.item_key
         FROM _mpd_playlists p
         JOIN _mpd_titles q ON q.name = p.name
-        JOIN _mpd_tracks t ON t.pid = p.pid
+        JOIN raw_interactions i ON i.user_key = p.user_key
         WHERE q.normalized <> ''
         """
     )
