@@ -125,6 +125,14 @@ def test_timestamps_do_not_depend_on_the_connection_time_zone(loaded):
     assert rows(con, "SELECT current_setting('TimeZone')") == [("America/New_York",)]
 
 
+def test_tables_do_not_depend_on_thread_count(loaded, logs: Path):
+    csv_to_parquet(logs, "interactions")  # the Parquet path too (DuckDB's parallel scan)
+    for folder in (FIXTURE, logs):
+        con = duckdb.connect()
+        con.execute("SET threads = 1")
+        assert snapshot(load(folder, con=con)[0]) == snapshot(loaded[0])
+
+
 def test_queries_and_qrels(loaded):
     con, _ = loaded
     queries = rows(con, "SELECT * FROM raw_queries ORDER BY CAST(substr(query_key, 2) AS INTEGER)")
