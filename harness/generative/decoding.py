@@ -319,6 +319,8 @@ class _Step:
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
         vocab = self.logprobs.shape[-1]
+        if constraint is not None:
+            constraint.check_vocabulary(vocab)
         # a non-EOS token for beams that have no finite candidate left (see _shortlist_ranking)
         self.filler_token = eos_token_id + 1 if eos_token_id + 1 < vocab else eos_token_id - 1
         self.chosen: torch.LongTensor | None = None  # tokens the groups chose so far at this step
@@ -564,11 +566,15 @@ def _best_hypotheses(state: _BeamState, settings: _Settings, eos_token_id, pad_t
         chosen.append([ranked.pop() for _ in range(settings.num_return_sequences)])
     longest = max(len(tokens) for best in chosen for _, tokens in best)
     width = min(longest + 1, settings.max_new_tokens)
-    sequences = torch.full((state.batch, settings.num_return_sequences, width), pad_token_id, dtype=torch.long)
-    for b, best in enumerate(chosen):
-        for j, (_, tokens) in enumerate(best):
-            sequences[b, j, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            if len(tokens) < width:
-                sequences[b, j, len(tokens)] = eos_token_id
+    rows = [_padded_row(tokens, width, eos_token_id, pad_token_id) for best in chosen for _, tokens in best]
+    sequences = torch.tensor(rows, dtype=torch.long).view(state.batch, settings.num_return_sequences, width)
     scores = torch.tensor([[score for score, _ in best] for best in chosen], dtype=torch.float)
     return DecodeOutput(sequences=sequences.to(device), scores=scores.to(device))
+
+
+def _padded_row(tokens: tuple[int, ...], width: int, eos_token_id: int, pad_token_id: int) -> list[int]:
+    """The hypothesis, then EOS where it fits (transformers appends it to every shorter one), then padding."""
+    row = list(tokens[:width])
+    if len(row) < width:
+        row.append(eos_token_id)
+    return row + [pad_token_id] * (width - len(row))

@@ -113,14 +113,17 @@ class PrefixTrie:
 
         Built from one dense row per distinct allowed set, cached per (set, vocab, device), then gathered.
         """
-        if self.max_token_id >= vocab_size:
-            raise HarnessError(
-                f"PrefixTrie: token id {self.max_token_id} is outside the model's vocabulary of {vocab_size} tokens"
-            )
+        self.check_vocabulary(vocab_size)
         set_ids = torch.tensor([self.set_id(node) for node in nodes], dtype=torch.long)
         distinct, inverse = torch.unique(set_ids, return_inverse=True)
         table = torch.stack([self._dense_row(int(s), vocab_size, device) for s in distinct.tolist()])
         return table[inverse.to(table.device)]
+
+    def check_vocabulary(self, vocab_size: int) -> None:
+        if self.max_token_id >= vocab_size:
+            raise HarnessError(
+                f"PrefixTrie: token id {self.max_token_id} is outside the model's vocabulary of {vocab_size} tokens"
+            )
 
     def _dense_row(self, set_id: int, vocab_size: int, device: torch.device | str) -> torch.Tensor:
         key = (set_id, vocab_size, str(device))
