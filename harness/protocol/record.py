@@ -100,6 +100,10 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
             "fingerprint": ds.fingerprint,
             "format_version": int(ds.manifest.get("format_version", 1)),
             "headline_k": ds.headline_k,
+            "source": ds.manifest.get("source"),
+            "params": ds.manifest.get("params", {}),
+            "notes": ds.manifest.get("notes", {}),
+            "stats": ds.stats(),  # the Table 3 row, so the leaderboard needs nothing but records
         },
         "submission": {
             "name": sub.name,
