@@ -288,21 +288,49 @@ def test_record_json_is_written_last(tmp_path, monkeypatch):
     assert order[-1] == "record.json" and len(order) == 5
 
 
-def test_a_failure_mid_write_leaves_no_record_json(tmp_path, monkeypatch):
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_failure_while_writing_keeps_the_previous_record_and_files(tmp_path, monkeypatch):
     record, table, runs, qrels, _ = _same_targets_inputs()
     write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
-    assert (tmp_path / "record.json").exists()
+    before = _snapshot(tmp_path)
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(files_module, "write_trec_qrels", broken)
+    monkeypatch.setattr(files_module, "write_trec_qrels", broken)  # after the Parquet and run files
+    record["timing"]["total_s"] = 1.0
     with pytest.raises(OSError, match="disk full"):
         write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
-    assert not (tmp_path / "record.json").exists()  # the old record is gone with the folder's completeness
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert _snapshot(tmp_path) == before  # nothing lost, nothing half-new, no staged leftovers
+    read_record_folder(tmp_path)
+
+
+def test_a_failure_while_swapping_files_in_leaves_no_record_json(tmp_path, monkeypatch):
+    record, table, runs, qrels, _ = _same_targets_inputs()
+    write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
+    calls = []
+    real_move = files_module._move_into_place
+
+    def flaky_move(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("power cut")
+        return real_move(src, dst)
+
+    monkeypatch.setattr(files_module, "_move_into_place", flaky_move)
+    with pytest.raises(OSError, match="power cut"):
+        write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
+    monkeypatch.undo()
+    assert not (tmp_path / "record.json").exists()  # never an old record beside new files
     with pytest.raises(HarnessError, match="interrupted"):
         read_record_folder(tmp_path)
+    # the next write cleans the staged leftovers and completes the folder
+    write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    read_record_folder(tmp_path)
 
 
 def test_an_invalid_record_writes_nothing(tmp_path):

@@ -6,9 +6,11 @@
     <task>.seed<k>.run    TREC run per task and seed: "qid Q0 docid rank score tag"
     <task>.qrels          TREC qrels per task: "qid 0 docid 1"
 
-A folder holding record.json is complete: the writer removes an old record.json first, writes every other
-file atomically, and writes record.json last, so a crash mid-way leaves a folder without one (which
-readers treat as "not written") and never a record pointing at missing or stale files.
+Rewriting a folder never leaves a record beside files it does not describe, and loses nothing on a
+failure while writing: the writer validates the record, writes every data file under a staging name
+(a failure here removes them and leaves the folder and its previous record untouched), then removes the
+old record.json, renames the staged files into place, and writes record.json last. So a folder holding
+record.json is complete; one without it was never finished (readers say so).
 
 Run files use the dataset's own item keys as docids, so trec_eval, ranx or ir_measures line up with any
 qrels written from the same dataset. Scores are `depth - position` (position 0 = best), strictly
@@ -19,6 +21,7 @@ query, and our own metrics score it 0.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -39,6 +42,7 @@ _KEY_COLUMNS = ("task", "seed", "qid")
 # Files this module owns inside a record folder (stale ones are removed when a record is rewritten).
 _MANAGED = re.compile(r"^(?:per_query\.parquet|[a-z]+\.seed[0-9]+\.run|[a-z]+\.qrels)$")
 _WHITESPACE = re.compile(r"\s")
+_STAGED = ".staged"  # suffix of a data file written but not yet swapped in
 
 Runs = Mapping[str, Mapping[int, tuple[Sequence[str], np.ndarray]]]
 Qrels = Mapping[str, tuple[Sequence[str], np.ndarray, np.ndarray]]
@@ -95,15 +99,8 @@ def write_record_folder(
         _check_per_query_columns(per_query, source="per_query table")
 
     folder.mkdir(parents=True, exist_ok=True)
-    _start_rewrite(folder, keep=_file_names(files))
-    if per_query is not None:
-        _write_parquet(folder / PER_QUERY_FILE, per_query)
-    for task, by_seed in runs.items():
-        for seed, (qids, rankings) in by_seed.items():
-            write_trec_run(folder / run_file_name(task, seed), qids, rankings, item_keys, tag)
-    for task, (qids, rel_offsets, rel_items) in qrels.items():
-        write_trec_qrels(folder / qrels_file_name(task), qids, rel_offsets, rel_items, item_keys)
-    write_json_atomic(folder / RECORD_FILE, record)
+    staged = _stage_files(folder, per_query, runs, qrels, item_keys, tag)
+    _commit(folder, staged, record)
     return record
 
 
@@ -126,12 +123,51 @@ def _file_names(files: dict) -> set[str]:
     return names
 
 
-def _start_rewrite(folder: Path, keep: set[str]) -> None:
-    """Mark the folder incomplete (no record.json) and drop files of an earlier record that this one lacks."""
+def _stage_files(folder: Path, per_query, runs: Runs, qrels: Qrels, item_keys: np.ndarray, tag: str) -> dict:
+    """Write every data file under a staging name beside its final one; {final name: staged path}.
+
+    This is the slow part, where a full disk or a bad input can fail: if it does, the staged files are
+    removed and the folder, with its previous record, is exactly as it was."""
+    for leftover in folder.glob(f".*{_STAGED}"):  # from a writer killed mid-way
+        leftover.unlink()
+    staged: dict[str, Path] = {}
+
+    def stage(name: str) -> Path:
+        staged[name] = folder / f".{name}{_STAGED}"
+        return staged[name]
+
+    try:
+        if per_query is not None:
+            _write_parquet(stage(PER_QUERY_FILE), per_query)
+        for task, by_seed in runs.items():
+            for seed, (qids, rankings) in by_seed.items():
+                write_trec_run(stage(run_file_name(task, seed)), qids, rankings, item_keys, tag)
+        for task, (qids, rel_offsets, rel_items) in qrels.items():
+            write_trec_qrels(stage(qrels_file_name(task)), qids, rel_offsets, rel_items, item_keys)
+    except BaseException:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+        raise
+    return staged
+
+
+def _commit(folder: Path, staged: dict[str, Path], record: dict) -> None:
+    """Swap the staged files in and write record.json last.
+
+    The old record.json goes first, so that should this short run of renames be interrupted, the folder
+    has no record.json (incomplete) rather than an old record beside new files. Files of the old record
+    that the new one does not name are removed."""
     (folder / RECORD_FILE).unlink(missing_ok=True)
     for path in folder.iterdir():
-        if path.is_file() and _MANAGED.match(path.name) and path.name not in keep:
+        if path.is_file() and _MANAGED.match(path.name) and path.name not in staged:
             path.unlink()
+    for name, path in staged.items():
+        _move_into_place(path, folder / name)
+    write_json_atomic(folder / RECORD_FILE, record)
+
+
+def _move_into_place(staged: Path, final: Path) -> None:
+    os.replace(staged, final)  # atomic on one file system: a reader sees the old file or the new one
 
 
 # --- per-query Parquet --------------------------------------------------------------------------------
