@@ -1,0 +1,367 @@
+"""The generative T5 submissions (Gen_R, Gen_S, Gen_R+S): atomic item IDs, DeepSpeed training, diverse beam search.
+
+One adapter serves the three submissions; `tasks` (from the submission config) decides what it trains on
+and serves. Training data (paper §4, Table 1):
+
+    rec    one example per training instance: "<item_4> <item_17> <item_2>" -> <item_9> EOS
+           (the history's last `max_history` items; 0 = the whole history, as the paper)
+    search one example per (query, relevant item) pair (SearchExamples.pairs()): "query text" -> <item_3> EOS
+    joint  both lists concatenated; every epoch shuffles them together (seeded by the unit's seed)
+
+Retrieval decodes with diverse (group) beam search constrained to the item tokens: num_beams = K,
+num_beam_groups = K / 2, diversity penalty 0.25 (the paper's settings; overridable in [params]), K
+returned sequences of which the first occurrence of each item is kept, best first.
+
+[params] (all optional; unknown keys are errors) -- see `T5Params` for types and defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.io import canonical_json
+from harness.protocol.adapter import Adapter
+from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+
+DEFAULT_VALID_K = 10  # when neither params.valid_k nor the training view names the dataset's headline K
+
+
+@dataclass(frozen=True)
+class T5Params:
+    """The adapter's [params], typed. Everything here is recorded in the result record."""
+
+    backbone: str = "t5-offline-small"  # a preset of harness.generative.backbones
+    backbone_path: str | None = None  # local folder of a pretrained backbone (flan-t5-base)
+    allow_download: bool = False  # let transformers fetch a pretrained backbone from the Hub
+    model: dict = field(default_factory=dict)  # T5Config overrides for offline presets (+ tokenizer_vocab_size)
+    deepspeed_config: str = "deepspeed.json"  # relative to the submission folder
+    epochs: int = 5  # paper
+    learning_rate: float = 0.002  # paper
+    batch_size: int = 128  # paper; the global batch (DeepSpeed's train_batch_size follows it)
+    weight_decay: float = 0.01  # paper
+    lr_schedule: str = "linear"  # "linear" | "constant"
+    max_history: int = 0  # last N history items in a rec input; 0 = whole history (paper)
+    max_source_tokens: int = 512  # input length cap in tokens (rec keeps the most recent end)
+    diversity_penalty: float = 0.25  # paper
+    num_beams: int | None = None  # None: K
+    num_beam_groups: int | None = None  # None: K / 2 (paper)
+    length_penalty: float = 1.0
+    eval_batch_size: int = 64  # requests decoded at once
+    valid_max_examples: int = 256  # validation examples decoded per task per epoch (seeded sample)
+    valid_k: int | None = None  # cutoff of validation recall; None: the dataset's headline K
+    select_best: bool = True  # keep the best validation epoch's weights (else the last epoch's)
+    keep_all_checkpoints: bool = False  # else only the last and the best epoch's checkpoints stay on disk
+    progress: bool = True  # tqdm bars
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any], where: str) -> "T5Params":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise HarnessError(f"{where}: unknown [params] key(s) {unknown}; allowed: {', '.join(known)}")
+        values = {}
+        for name, value in params.items():
+            values[name] = _checked_param(name, value, cls.__dataclass_fields__[name].type, where)
+        out = cls(**values)
+        out._check_ranges(where)
+        return out
+
+    def _check_ranges(self, where: str) -> None:
+        def require(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise HarnessError(f"{where}: params.{key} = {getattr(self, key)!r}; {what}")
+
+        require(self.epochs >= 1, "epochs", "give an integer >= 1")
+        require(self.learning_rate > 0, "learning_rate", "give a number > 0")
+        require(self.batch_size >= 1, "batch_size", "give an integer >= 1")
+        require(self.weight_decay >= 0, "weight_decay", "give a number >= 0")
+        require(self.lr_schedule in ("linear", "constant"), "lr_schedule", "allowed: 'linear', 'constant'")
+        require(self.max_history >= 0, "max_history", "give an integer >= 0 (0: whole history)")
+        require(self.max_source_tokens >= 2, "max_source_tokens", "give an integer >= 2")
+        require(self.diversity_penalty >= 0, "diversity_penalty", "give a number >= 0")
+        require(self.eval_batch_size >= 1, "eval_batch_size", "give an integer >= 1")
+        require(self.valid_max_examples >= 0, "valid_max_examples", "give an integer >= 0 (0: no validation)")
+        require(self.valid_k is None or self.valid_k >= 2, "valid_k", "give an even integer >= 2")
+
+
+_TYPES = {"str": str, "bool": bool, "int": int, "float": (int, float), "dict": dict}
+
+
+def _checked_param(name: str, value: Any, annotation: str, where: str) -> Any:
+    """Check a TOML value against the field's annotation (a string: `from __future__ import annotations`)."""
+    optional = "None" in annotation
+    base = annotation.replace(" | None", "").strip()
+    if value is None and optional:
+        return None
+    expected = _TYPES[base]
+    ok = isinstance(value, expected) and not (base in ("int", "float") and isinstance(value, bool))
+    if not ok:
+        raise HarnessError(f"{where}: params.{name} = {value!r} must be {'a' if base != 'int' else 'an'} {base}")
+    return float(value) if base == "float" else value
+
+
+class GenerativeT5Adapter(Adapter):
+    def __init__(self, *, params, seed, workdir, tasks, submission_dir):
+        super().__init__(params=params, seed=seed, workdir=Path(workdir), tasks=tasks,
+                         submission_dir=Path(submission_dir))
+        self.where = str(self.submission_dir / "config.toml")
+        self.hp = T5Params.parse(self.params, self.where)
+        self.deepspeed_config_path = self.submission_dir / self.hp.deepspeed_config
+        if not self.deepspeed_config_path.is_file():
+            raise HarnessError(f"{self.where}: params.deepspeed_config = {self.hp.deepspeed_config!r}: "
+                               f"{self.deepspeed_config_path} does not exist")
+        self.backbone = None
+        self.model = None
+        self._info: dict[str, Any] = {}
+
+    # ---- training -------------------------------------------------------------------------------------
+    def fit(self, train: TrainView) -> None:
+        from harness.generative import training
+        from harness.generative.backbones import load_backbone
+        from harness.generative.checkpoint import Identity
+
+        t0 = time.perf_counter()
+        self.n_items = len(train.catalogue)
+        self.backbone = load_backbone(
+            self.hp.backbone,
+            n_items=self.n_items,
+            tokenizer_texts=tokenizer_corpus(train),
+            seed=self.seed,
+            model_overrides=self.hp.model,
+            local_path=self.hp.backbone_path,
+            allow_download=self.hp.allow_download,
+        )
+        data, counts = self._training_data(train)
+        valid_k = self.hp.valid_k or int(train.extra.get("headline_k", DEFAULT_VALID_K))
+        validate = self._validation(train, valid_k) if self.hp.valid_max_examples else None
+        hyper = training.Hyperparameters(
+            epochs=self.hp.epochs, learning_rate=self.hp.learning_rate, weight_decay=self.hp.weight_decay,
+            batch_size=self.hp.batch_size, lr_schedule=self.hp.lr_schedule, seed=self.seed,
+        )
+        identity = Identity(train.fingerprint, self.backbone.tokenizer_hash, self._setup_hash())
+        setup_s = time.perf_counter() - t0
+        self.model, result = training.train(
+            self.backbone.model,
+            data,
+            hp=hyper,
+            deepspeed_config=self.deepspeed_config_path,
+            checkpoint_dir=self.workdir / "checkpoints",
+            identity=identity,
+            pad_token_id=self.backbone.pad_token_id,
+            validate=validate,
+            select_best=self.hp.select_best,
+            keep_all_checkpoints=self.hp.keep_all_checkpoints,
+            progress=self.hp.progress,
+        )
+        self._info = {
+            "training_examples": counts,
+            "valid_k": valid_k,
+            "setup_hash": identity.setup_hash,
+            "setup_s": round(setup_s, 3),
+            "train": {
+                "curve": result.curve,
+                "best_epoch": result.best_epoch,
+                "resumed_from_epoch": result.resumed_from_epoch,
+                "optimizer_steps": result.steps,
+                "optimizer": result.optimizer,
+                "deepspeed_config": result.deepspeed_config,
+                "world_size": result.world_size,
+                "device": result.device,
+                "precision": result.precision,
+            },
+        }
+
+    def _training_data(self, train: TrainView):
+        """Tokenised (source, target) pairs of the tasks served, concatenated (the loop shuffles per epoch)."""
+        from harness.generative.tokenizer import target_ids
+        from harness.generative.training import Seq2SeqData
+
+        sources: list[list[int]] = []
+        targets: list[np.ndarray] = []
+        counts = {}
+        for task in sorted(self.tasks):
+            examples = train.rec_train if task == "rec" else train.search_train
+            if task == "rec":
+                src, items = self._encode("rec", examples), np.asarray(examples.target)
+            else:
+                query_index, items = examples.pairs()
+                encoded = self._encode("search", examples)
+                src = [encoded[i] for i in query_index]
+            sources += src
+            targets.append(target_ids(items, self.backbone.items, self.backbone.eos_token_id))
+            counts[task] = len(src)
+        if not sources:
+            raise HarnessError(f"{train.dataset}: no training examples for tasks {sorted(self.tasks)}")
+        return Seq2SeqData(sources, np.concatenate(targets)), counts
+
+    def _encode(self, task: Task, examples: RecExamples | SearchExamples) -> list[list[int]]:
+        from harness.generative.tokenizer import encode_sources, rec_source, search_source
+
+        if task == "rec":
+            texts = [rec_source(h) for h in examples.histories(self.hp.max_history or None)]
+        else:
+            texts = [search_source(t) for t in examples.text]
+        return encode_sources(self.backbone.tokenizer, texts, self.hp.max_source_tokens, keep_end=task == "rec")
+
+    def _validation(self, train: TrainView, k: int):
+        """validate(module) -> {task: R@k} on a seeded sample of each served task's validation examples."""
+        rng = np.random.default_rng([self.seed, 7])
+        samples = {}
+        for task in sorted(self.tasks):
+            examples = train.rec_valid if task == "rec" else train.search_valid
+            if len(examples) == 0:
+                continue
+            n = min(len(examples), self.hp.valid_max_examples)
+            picked = np.sort(rng.choice(len(examples), size=n, replace=False))
+            chosen = examples.select(picked)
+            relevant = ([np.array([t]) for t in chosen.target] if task == "rec"
+                        else [chosen.relevant(i) for i in range(len(chosen))])
+            samples[task] = (self._encode(task, chosen), relevant)
+        if not samples:
+            return None
+        k = min(k, self.n_items - self.n_items % 2)
+        if k < 2:
+            return None
+
+        def validate(module) -> dict[str, float]:
+            out = {}
+            for task, (sources, relevant) in samples.items():
+                ranked = self._decode(module, sources, k)
+                out[task] = float(np.mean([recall(r, rel) for r, rel in zip(ranked, relevant)]))
+            return out
+
+        return validate
+
+    def _setup_hash(self) -> str:
+        """Everything that shapes the trained weights; a checkpoint from another setup is refused."""
+        shaping = {k: v for k, v in asdict(self.hp).items()
+                   if k not in ("backbone_path", "allow_download", "eval_batch_size", "progress",
+                                "keep_all_checkpoints")}
+        setup = {
+            "params": shaping,
+            "tasks": sorted(self.tasks),
+            "seed": self.seed,
+            "deepspeed_config": self.deepspeed_config_path.read_text(encoding="utf-8"),
+        }
+        return "sha256:" + hashlib.sha256(canonical_json(setup).encode()).hexdigest()
+
+    # ---- retrieval ------------------------------------------------------------------------------------
+    def retrieve(self, task: Task, requests: RecExamples | SearchExamples, k: int) -> np.ndarray:
+        if self.model is None:
+            raise HarnessError("GenerativeT5Adapter.retrieve called before fit")
+        if task not in self.tasks:
+            raise HarnessError(f"this submission serves {sorted(self.tasks)}, not {task!r}")
+        self._check_k(k)
+        return self._decode(self.model, self._encode(task, requests), k)
+
+    def _check_k(self, k: int) -> None:
+        if not isinstance(k, (int, np.integer)) or k < 2 or k % 2:
+            raise HarnessError(
+                f"K = {k!r}: diverse beam search uses K / 2 beam groups (paper §5), so K must be an even integer >= 2"
+            )
+        if k > self.n_items:
+            raise HarnessError(f"K = {k} is larger than the catalogue ({self.n_items} items): cannot rank {k} distinct items")
+        beams = self.hp.num_beams or k
+        groups = self.hp.num_beam_groups or beams // 2
+        if beams < k or beams % groups:
+            raise HarnessError(
+                f"{self.where}: params.num_beams = {beams} and params.num_beam_groups = {groups} do not fit K = {k}: "
+                f"need num_beams >= K and num_beam_groups dividing num_beams"
+            )
+
+    def _decode(self, module, sources: Sequence[Sequence[int]], k: int) -> np.ndarray:
+        """[n, k] item ids, best first: diverse beam search, first occurrence of each item kept, -1 padded."""
+        import torch
+
+        from harness.generative.decoding import PrefixTrie, diverse_beam_search
+
+        bb = self.backbone
+        trie = self._trie(PrefixTrie)
+        beams = self.hp.num_beams or k
+        groups = self.hp.num_beam_groups or beams // 2
+        out = np.full((len(sources), k), -1, dtype=np.int64)
+        device = next(module.parameters()).device
+        for start in range(0, len(sources), self.hp.eval_batch_size):
+            chunk = sources[start : start + self.hp.eval_batch_size]
+            input_ids, mask = pad_batch(chunk, bb.pad_token_id, device)
+            decoded = diverse_beam_search(
+                module, input_ids, mask,
+                num_beams=beams, num_beam_groups=groups, diversity_penalty=self.hp.diversity_penalty,
+                max_new_tokens=2,  # one item token, then EOS (atomic IDs)
+                constraint=trie, num_return_sequences=beams, length_penalty=self.hp.length_penalty,
+                decoder_start_token_id=bb.decoder_start_token_id, eos_token_id=bb.eos_token_id,
+                pad_token_id=bb.pad_token_id,
+            )
+            first_tokens = decoded.sequences[:, :, 0].cpu().numpy()
+            for row, tokens in enumerate(first_tokens):
+                items = unique_in_order(bb.items.items_of(tokens))[:k]
+                out[start + row, : len(items)] = items
+        return out
+
+    def _trie(self, trie_cls):
+        if getattr(self, "_trie_cache", None) is None:
+            self._trie_cache = trie_cls(self.backbone.items.all_sequences(), self.backbone.eos_token_id)
+        return self._trie_cache
+
+    # ---- the record -----------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        versions = {}
+        for dist in ("torch", "transformers", "deepspeed", "tokenizers"):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                versions[dist] = None
+        return {
+            "params": asdict(self.hp),
+            "backbone": self.backbone.info if self.backbone else None,
+            "item_ids": "atomic: one new token <item_i> per catalogue item",
+            "decoding": {
+                "method": "diverse (group) beam search, Hamming diversity, constrained to item tokens",
+                "num_beams": self.hp.num_beams or "K",
+                "num_beam_groups": self.hp.num_beam_groups or "num_beams / 2",
+                "diversity_penalty": self.hp.diversity_penalty,
+                "dedupe": "first occurrence of each item",
+            },
+            "versions": versions,
+            **self._info,
+        }
+
+
+# ---- small helpers ----------------------------------------------------------------------------------
+def tokenizer_corpus(train: TrainView) -> list[str]:
+    """The offline tokenizer's training text: training queries and catalogue text (never validation/test)."""
+    texts = list(train.search_train.text) + list(train.catalogue.title) + list(train.catalogue.text)
+    return [t for t in texts if t]
+
+
+def pad_batch(sources: Sequence[Sequence[int]], pad_id: int, device):
+    import torch
+
+    width = max(len(s) for s in sources)
+    ids = torch.full((len(sources), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sources), width), dtype=torch.long)
+    for row, s in enumerate(sources):
+        ids[row, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[row, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def unique_in_order(items: np.ndarray) -> np.ndarray:
+    """Valid (>= 0) items, each at its first occurrence, order kept."""
+    items = items[items >= 0]
+    _, first = np.unique(items, return_index=True)
+    return items[np.sort(first)]
+
+
+def recall(ranked: np.ndarray, relevant: np.ndarray) -> float:
+    """|ranked ∩ relevant| / |relevant| (ranked padded with -1)."""
+    return float(np.isin(relevant, ranked[ranked >= 0]).sum()) / max(1, len(relevant))

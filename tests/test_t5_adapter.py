@@ -1,0 +1,167 @@
+"""The generative T5 adapter end to end on a hand-made TrainView: data, fit, retrieve, record, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.errors import HarnessError
+from harness.generative.t5_adapter import GenerativeT5Adapter, T5Params, unique_in_order
+from harness.protocol.submission import load_submission
+from test_t5_toy import toy_view
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"backbone": "t5-offline-tiny", "epochs": 2, "batch_size": 16, "learning_rate": 0.01, "progress": False,
+        "valid_max_examples": 8}
+
+
+def _adapter(tmp_path, tasks=("rec", "search"), workdir="w", **params):
+    sub = tmp_path / "sub"
+    if not (sub / "deepspeed.json").exists():
+        sub.mkdir(exist_ok=True)
+        shutil.copy(REPO / "submissions" / "joint_t5" / "deepspeed.json", sub / "deepspeed.json")
+    return GenerativeT5Adapter(params={**TINY, **params}, seed=0, workdir=tmp_path / workdir,
+                               tasks=frozenset(tasks), submission_dir=sub)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fitted")
+    adapter = _adapter(tmp)
+    view = toy_view()
+    adapter.fit(view)
+    return adapter, view, tmp
+
+
+@pytest.mark.parametrize("tasks", [("rec",), ("search",), ("rec", "search")])
+def test_training_data_is_the_served_tasks_concatenated(tmp_path, tasks):
+    from harness.generative.backbones import load_backbone
+    from harness.generative.t5_adapter import tokenizer_corpus
+
+    view = toy_view()
+    adapter = _adapter(tmp_path, tasks=tasks, max_history=3)
+    adapter.backbone = load_backbone("t5-offline-tiny", n_items=len(view.catalogue),
+                                     tokenizer_texts=tokenizer_corpus(view), seed=0)
+    data, counts = adapter._training_data(view)
+    expected = {"rec": len(view.rec_train), "search": len(view.search_train.pairs()[0])}
+    assert counts == {t: expected[t] for t in tasks}
+    assert len(data) == sum(counts.values()) == len(data.targets)
+    off, eos = adapter.backbone.items.offset, adapter.backbone.eos_token_id
+    if tasks[0] == "rec":  # rec comes first: history capped to the last 3 items, then EOS
+        h = view.rec_train.history(5)[-3:]
+        assert data.sources[5] == [off + int(i) for i in h] + [eos]
+        assert data.targets[5].tolist() == [off + int(view.rec_train.target[5]), eos]
+    if "search" in tasks:  # search pairs last: query text tokens (never item tokens), then EOS
+        first = counts.get("rec", 0)
+        assert data.sources[first][-1] == eos and max(data.sources[first][:-1]) < off
+        assert data.targets[first].tolist() == [off + int(view.search_train.pairs()[1][0]), eos]
+
+
+def test_fit_then_retrieve_ranks_k_distinct_items(fitted):
+    adapter, view, _ = fitted
+    requests = view.rec_valid.without_targets()
+    ranked = adapter.retrieve("rec", requests, 4)
+    assert ranked.shape == (len(requests), 4) and ranked.dtype == np.int64
+    for row in ranked:
+        valid = row[row >= 0]
+        assert len(valid) >= 1 and len(set(valid.tolist())) == len(valid)
+        assert valid.max() < len(view.catalogue)
+        assert np.all(row[len(valid):] == -1)  # padding only at the end
+    search = adapter.retrieve("search", view.search_valid.without_relevance(), 4)
+    assert search.shape == (len(view.search_valid), 4)
+
+
+def test_describe_records_backbone_curve_and_settings(fitted):
+    adapter, _, _ = fitted
+    info = json.loads(json.dumps(adapter.describe()))  # JSON-able, as the record needs
+    assert info["backbone"]["preset"] == "t5-offline-tiny"
+    assert info["backbone"]["tokenizer_hash"].startswith("sha256:")
+    assert [r["epoch"] for r in info["train"]["curve"]] == [1, 2]
+    assert set(info["train"]["curve"][0]["valid"]) == {"rec", "search"}
+    assert info["train"]["best_epoch"] in (1, 2)
+    assert info["train"]["deepspeed_config"]["zero_optimization"]["stage"] == 2
+    assert info["params"]["diversity_penalty"] == 0.25 and info["valid_k"] == 4  # the view's headline K
+    assert info["training_examples"] == {"rec": len(toy_view().rec_train), "search": 24}
+
+
+def test_refit_in_the_same_workdir_resumes_instead_of_retraining(fitted):
+    adapter, view, tmp = fitted
+    again = _adapter(tmp)
+    again.fit(view)
+    assert again.describe()["train"]["resumed_from_epoch"] == 2
+    requests = view.rec_valid.without_targets()
+    np.testing.assert_array_equal(again.retrieve("rec", requests, 4), adapter.retrieve("rec", requests, 4))
+
+
+def test_checkpoint_from_another_dataset_is_refused(fitted):
+    _, _, tmp = fitted
+    other = _adapter(tmp)
+    with pytest.raises(HarnessError, match="dataset fingerprint sha256:toy, but this run has sha256:changed"):
+        other.fit(toy_view(fingerprint="sha256:changed"))
+
+
+@pytest.mark.parametrize(
+    "k, message",
+    [(3, r"K = 3: .* even integer"), (14, r"K = 14 is larger than the catalogue \(12 items\)"), (0, "K = 0")],
+)
+def test_bad_k_is_a_clear_error(fitted, k, message):
+    adapter, view, _ = fitted
+    with pytest.raises(HarnessError, match=message):
+        adapter.retrieve("rec", view.rec_valid.without_targets(), k)
+
+
+def test_a_task_not_served_is_refused(tmp_path):
+    adapter = _adapter(tmp_path, tasks=("rec",))
+    adapter.model, adapter.n_items = object(), 12
+    with pytest.raises(HarnessError, match="serves \\['rec'\\], not 'search'"):
+        adapter.retrieve("search", toy_view().search_valid, 4)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"epoch": 3}, r"unknown \[params\] key\(s\) \['epoch'\]; allowed: backbone"),
+        ({"epochs": "5"}, r"params\.epochs = '5' must be an int"),
+        ({"learning_rate": True}, r"params\.learning_rate = True must be a float"),
+        ({"lr_schedule": "cosine"}, r"params\.lr_schedule = 'cosine'"),
+        ({"deepspeed_config": "missing.json"}, r"params\.deepspeed_config = 'missing\.json'.*does not exist"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path, params, message):
+    with pytest.raises(HarnessError, match=message):
+        _adapter(tmp_path, **params)
+
+
+def test_unavailable_backbone_fails_in_fit_with_the_way_out(tmp_path):
+    adapter = _adapter(tmp_path, backbone="flan-t5-base", backbone_path=str(tmp_path / "no-such-folder"))
+    with pytest.raises(HarnessError, match="backbone_path"):
+        adapter.fit(toy_view())
+
+
+def test_paper_defaults():
+    p = T5Params()
+    assert (p.epochs, p.learning_rate, p.batch_size, p.weight_decay, p.diversity_penalty) == (5, 0.002, 128, 0.01, 0.25)
+    assert p.num_beams is None and p.num_beam_groups is None  # K and K / 2 at retrieval time
+
+
+def test_first_occurrence_of_each_item_is_kept_in_order():
+    np.testing.assert_array_equal(unique_in_order(np.array([5, 3, 5, -1, 2, 3, 9])), [5, 3, 2, 9])
+
+
+@pytest.mark.parametrize("name", ["joint_t5", "rec_t5", "search_t5"])
+def test_shipped_submissions_load_and_agree(name):
+    sub = load_submission(REPO / "submissions" / name)
+    assert sub.adapter == "harness.generative.t5_adapter:GenerativeT5Adapter" and sub.kind == "generative"
+    params = T5Params.parse(sub.params, name)
+    assert (params.learning_rate, params.batch_size, params.weight_decay) == (0.002, 128, 0.01)
+    assert (sub.folder / params.deepspeed_config).is_file()
+    expected_tasks = {"joint_t5": ("rec", "search"), "rec_t5": ("rec",), "search_t5": ("search",)}[name]
+    assert sub.tasks == expected_tasks
+    if name == "joint_t5":
+        assert sub.references == {"rec": "rec_t5", "search": "search_t5"}
+    others = [load_submission(REPO / "submissions" / n).params for n in ("joint_t5", "rec_t5", "search_t5")]
+    assert all(o == sub.params for o in others)  # the three differ only in their tasks

@@ -1,0 +1,166 @@
+"""The DeepSpeed training loop: it learns, it resumes exactly, it refuses foreign checkpoints and bad configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.generative import checkpoint as ckpt
+from harness.generative import training
+from harness.generative.backbones import load_backbone
+from harness.generative.tokenizer import encode_sources, rec_source, target_ids
+
+N_ITEMS = 10
+STAGE2 = {"zero_optimization": {"stage": 2}, "gradient_clipping": 1.0}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _ds_config(tmp_path: Path, config: dict | None = None, name: str = "deepspeed.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(STAGE2 if config is None else config))
+    return path
+
+
+def _toy_task(seed: int = 0):
+    """A learnable toy task: "<item_a> <item_b>" -> item (a + b) mod N, on a tiny model."""
+    bb = load_backbone("t5-offline-tiny", n_items=N_ITEMS, tokenizer_texts=["a b c"], seed=seed,
+                       model_overrides={"d_model": 32, "d_ff": 64})
+    pairs = [(a, b) for a in range(N_ITEMS) for b in range(N_ITEMS)]
+    sources = encode_sources(bb.tokenizer, [rec_source(p) for p in pairs], max_length=8)
+    targets = target_ids(np.array([(a + b) % N_ITEMS for a, b in pairs]), bb.items, bb.eos_token_id)
+    return bb, training.Seq2SeqData(sources, targets)
+
+
+def _identity(fingerprint: str = "sha256:data", tokenizer: str = "sha256:tok") -> ckpt.Identity:
+    return ckpt.Identity(fingerprint, tokenizer, "sha256:setup")
+
+
+def _train(tmp_path, workdir, epochs=2, identity=None, on_epoch_end=None, lr=0.01, batch=20, validate=None):
+    bb, data = _toy_task()
+    hp = training.Hyperparameters(epochs=epochs, learning_rate=lr, batch_size=batch, seed=0)
+    return training.train(
+        bb.model, data, hp=hp, deepspeed_config=_ds_config(tmp_path), checkpoint_dir=workdir / "checkpoints",
+        identity=identity or _identity(), pad_token_id=bb.pad_token_id, on_epoch_end=on_epoch_end,
+        validate=validate, progress=False,
+    )
+
+
+def test_training_through_deepspeed_reduces_the_loss(tmp_path):
+    model, result = _train(tmp_path, tmp_path / "w", epochs=6)
+    losses = [r["train_loss"] for r in result.curve]
+    assert len(losses) == 6 and result.best_epoch == 6
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert result.deepspeed_config["zero_optimization"]["stage"] == 2
+    assert result.deepspeed_config["train_batch_size"] == 20 and result.precision == "fp32"
+    assert type(model).__name__ == "T5ForConditionalGeneration" and not model.training
+    assert all(r["samples_per_s"] > 0 for r in result.curve)
+
+
+def test_a_checkpoint_per_epoch_and_the_best_epoch_is_kept(tmp_path):
+    scores = iter([0.2, 0.9, 0.4])  # epoch 2 is the best
+    seen = []
+
+    def validate(module):
+        seen.append(float(next(module.parameters()).detach().sum()))
+        return {"rec": next(scores)}
+
+    model, result = _train(tmp_path, tmp_path / "w", epochs=3, validate=validate)
+    assert result.best_epoch == 2 and [r["valid"]["rec"] for r in result.curve] == [0.2, 0.9, 0.4]
+    assert ckpt.complete_epochs(tmp_path / "w" / "checkpoints") == [2, 3]  # the best and the last stay
+    # The returned weights are epoch 2's: what validation saw after epoch 2.
+    assert float(next(model.parameters()).detach().sum()) == pytest.approx(seen[1], abs=0)
+
+
+def test_resume_after_interruption_gives_the_same_weights(tmp_path):
+    reference, _ = _train(tmp_path, tmp_path / "uninterrupted", epochs=3)
+
+    def stop_after_first(record):
+        if record["epoch"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        _train(tmp_path, tmp_path / "interrupted", epochs=3, on_epoch_end=stop_after_first)
+    assert ckpt.complete_epochs(tmp_path / "interrupted" / "checkpoints") == [1]
+    # A kill mid-save leaves a partial folder: it must be ignored.
+    (tmp_path / "interrupted" / "checkpoints" / ".partial" / "epoch-0002").mkdir(parents=True)
+
+    resumed, result = _train(tmp_path, tmp_path / "interrupted", epochs=3)
+    assert result.resumed_from_epoch == 1 and [r["epoch"] for r in result.curve] == [1, 2, 3]
+    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_finished_training_is_not_repeated(tmp_path):
+    _train(tmp_path, tmp_path / "w", epochs=1)
+    _, result = _train(tmp_path, tmp_path / "w", epochs=1)
+    assert result.resumed_from_epoch == 1 and len(result.curve) == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [_identity(fingerprint="sha256:other-data"), _identity(tokenizer="sha256:other-tok")],
+    ids=["fingerprint", "tokenizer"],
+)
+def test_a_foreign_checkpoint_is_refused(tmp_path, other):
+    _train(tmp_path, tmp_path / "w", epochs=1)
+    with pytest.raises(HarnessError, match=r"checkpoint .*epoch-0001.*refusing to resume"):
+        _train(tmp_path, tmp_path / "w", epochs=1, identity=other)
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"zero_optimization": {"stage": 7}}, r"DeepSpeed rejected the config .*bad\.json.*stage"),
+        ({"zero_optimization": {"stgae": 2}}, r"DeepSpeed rejected the config .*bad\.json.*stgae"),
+        ({"train_batch_size": 64}, r"bad\.json: train_batch_size = 64 disagrees with params\.batch_size = 20"),
+        ({"train_micro_batch_size_per_gpu": 3}, r"bad\.json: train_micro_batch_size_per_gpu = 3 does not divide"),
+        ({"optimizer": {"type": "Adam"}}, r"bad\.json: remove 'optimizer'"),
+    ],
+    ids=["bad-stage", "unknown-key", "batch-mismatch", "micro-batch", "optimizer-block"],
+)
+def test_a_config_deepspeed_or_we_reject_names_the_file(tmp_path, config, message):
+    bb, data = _toy_task()
+    hp = training.Hyperparameters(epochs=1, batch_size=20)
+    with pytest.raises(HarnessError, match=message):
+        training.train(bb.model, data, hp=hp, deepspeed_config=_ds_config(tmp_path, config, "bad.json"),
+                       checkpoint_dir=tmp_path / "c", identity=_identity(), pad_token_id=0, progress=False)
+
+
+def test_config_that_is_not_json_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{\n  "zero_optimization": {"stage": 2},\n}\n')
+    with pytest.raises(HarnessError, match=r"broken\.json: not valid JSON \(line 3"):
+        training.read_deepspeed_config(path)
+
+
+def test_batch_size_resolution_is_one_source_of_truth(tmp_path):
+    path = tmp_path / "ds.json"
+    cfg = training.resolve_deepspeed_config({"train_micro_batch_size_per_gpu": 16}, path=path, batch_size=128,
+                                            world_size=2, bf16_available=False)
+    assert (cfg["train_batch_size"], cfg["gradient_accumulation_steps"]) == (128, 4)
+    assert cfg["zero_optimization"] == {"stage": 2} and cfg["bf16"] == {"enabled": False}
+    cfg = training.resolve_deepspeed_config({}, path=path, batch_size=128, world_size=1, bf16_available=True)
+    assert cfg["train_micro_batch_size_per_gpu"] == 128 and cfg["bf16"] == {"enabled": True}
+    cfg = training.resolve_deepspeed_config({"bf16": {"enabled": False}}, path=path, batch_size=8, world_size=1,
+                                            bf16_available=True)
+    assert cfg["bf16"] == {"enabled": False}  # an explicit choice in the JSON wins
+
+
+def test_each_rank_gets_its_share_of_every_global_batch():
+    batch = np.arange(10)
+    shares = [training.rank_micro_batches(batch, r, world_size=2, accumulation=2) for r in range(2)]
+    flat = np.concatenate([m for share in shares for m in share])
+    np.testing.assert_array_equal(np.sort(flat), batch)
+    assert all(len(share) == 2 for share in shares)
+    order = training.epoch_order(50, seed=3, epoch=2)
+    np.testing.assert_array_equal(order, training.epoch_order(50, seed=3, epoch=2))
+    assert not np.array_equal(order, training.epoch_order(50, seed=3, epoch=3))
+    assert [len(b) for b in training.global_batches(np.arange(50), 16, min_size=4)] == [16, 16, 16]
