@@ -8,12 +8,15 @@ return_dict_in_generate=True)`, i.e. `_group_beam_search` + `BeamSearchScorer` +
 that code; tests/reference_group_beam_search.py is a slow loop-by-loop transcription the tests compare against.
 
 What differs from transformers is only how the work is done, never what is computed:
-- the encoder runs once per input and the first decoder step once per input (every beam starts from the same
-  decoder start token), then the key/value cache is expanded to all beams;
-- one decoder forward per step for all beams (as 4.56), groups then processed in order, each vectorised over
-  the batch;
-- the trie mask is built from a few cached dense rows (atomic IDs: one row at depth 0, one at depth 1), not by a
-  Python call per beam;
+- the encoder runs once per input; the decoder runs once per step on the batch's distinct (input, prefix)
+  pairs rather than on every beam (beams with the same prefix have the same next-token distribution): one row
+  per input at the first step, where every beam holds only the decoder start token, and at later steps as
+  many rows as there are distinct prefixes (with atomic IDs, distinct items per query); its key/value cache is
+  reordered to those rows;
+- groups are processed in order as in 4.56, each vectorised over the batch; each group is ranked from a short
+  list of every beam's best allowed tokens where that provably gives transformers' answer, and from the full
+  [group beams x vocabulary] candidates (transformers' own computation) where ties could make it differ;
+- the trie mask comes from cached dense rows per distinct allowed-token set, not a Python call per beam;
 - only EOS candidates (finished hypotheses) go through Python, into a port of `BeamHypotheses`.
 """
 
@@ -85,11 +88,12 @@ def diverse_beam_search(
         last_tokens = start
         for number in range(1, settings.max_new_tokens + 1):
             step = _Step(number, decoder.logits(last_tokens), state, constraint, eos_token_id, pad_token_id)
-            parents, last_tokens = _advance_all_groups(step)
-            state.reorder(parents, last_tokens, constraint)
+            parents, new_tokens = _advance_all_groups(step)
+            state.reorder(parents, new_tokens, constraint)
             if state.all_done() or step.last:
                 break
-            decoder.reorder(step.forward_rows(parents))
+            decoder.reorder(state.row_parent, state.row_input)
+            last_tokens = state.row_last_token
         state.finalize_open_beams()
     return _best_hypotheses(state, settings, eos_token_id, pad_token_id, input_ids.device)
 
@@ -160,16 +164,18 @@ def _eval_mode(model) -> Iterator[None]:
 
 
 class _CachedDecoder:
-    """Runs the encoder once, then one cached decoder step per call (T5ForConditionalGeneration's interface)."""
+    """Runs the encoder once, then one cached decoder step per call (T5ForConditionalGeneration's interface).
+
+    Its rows are the batch's distinct (input, prefix) pairs, not its beams (see _BeamState.reorder).
+    """
 
     def __init__(self, model, input_ids, attention_mask, num_beams: int):
         self.model = model
-        self.num_beams = num_beams
         encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        self.hidden = encoded.last_hidden_state
-        self.mask = attention_mask
+        self.encoded = encoded.last_hidden_state
+        self.encoded_mask = attention_mask
+        self.hidden, self.mask = self.encoded, self.encoded_mask
         self.cache = None
-        self.expanded = False
 
     def logits(self, last_tokens: torch.LongTensor) -> torch.Tensor:
         from transformers.modeling_outputs import BaseModelOutput
@@ -185,13 +191,11 @@ class _CachedDecoder:
         self.cache = out.past_key_values
         return out.logits[:, -1, :]
 
-    def reorder(self, rows: torch.LongTensor) -> None:
-        """Row i of the next step continues row rows[i] of this one (the beam it extends)."""
-        if not self.expanded:  # one row per input so far: expand the encoder side to every beam
-            self.hidden = self.hidden.repeat_interleave(self.num_beams, dim=0)
-            self.mask = self.mask.repeat_interleave(self.num_beams, dim=0)
-            self.expanded = True
-        self.cache = _reorder_cache(self.cache, rows)
+    def reorder(self, parent_rows: torch.LongTensor, inputs: torch.LongTensor) -> None:
+        """Row i of the next step extends row parent_rows[i] of this one and belongs to input inputs[i]."""
+        self.hidden = self.encoded.index_select(0, inputs)
+        self.mask = self.encoded_mask.index_select(0, inputs)
+        self.cache = _reorder_cache(self.cache, parent_rows)
 
 
 def _reorder_cache(cache, rows: torch.LongTensor):
@@ -265,6 +269,11 @@ class _BeamState:
         ]
         self.done = [[False] * settings.num_beam_groups for _ in range(batch)]
         self._tokens_list: list[list[int]] | None = None
+        # Forward rows: beams with the same input and prefix have the same next-token distribution, so the
+        # decoder runs once per distinct (input, prefix). At the first step that is one row per input.
+        self.row_of_beam = torch.arange(rows, device=device) // settings.num_beams
+        self.representative = list(range(0, rows, settings.num_beams))  # a beam of each row
+        self.row_parent = self.row_input = self.row_last_token = None
 
     def tokens_of(self, row: int) -> tuple[int, ...]:
         if self._tokens_list is None:
@@ -272,11 +281,30 @@ class _BeamState:
         return tuple(self._tokens_list[row])
 
     def reorder(self, parents: torch.LongTensor, new_tokens: torch.LongTensor, constraint: PrefixTrie | None) -> None:
+        """Beam i now extends beam parents[i] by new_tokens[i]; regroup the beams into distinct forward rows."""
         self.tokens = torch.cat([self.tokens[parents], new_tokens.unsqueeze(-1)], dim=1)
-        self._tokens_list = None
+        self._tokens_list = self.tokens.tolist()
+        parent_list = parents.tolist()
         if self.nodes is not None:
             old = self.nodes
-            self.nodes = [constraint.step(old[p], t) for p, t in zip(parents.tolist(), new_tokens.tolist())]
+            self.nodes = [constraint.step(old[p], t) for p, t in zip(parent_list, new_tokens.tolist())]
+        beams = self.settings.num_beams
+        row_ids: dict[tuple, int] = {}
+        row_of_beam, representative = [], []
+        for beam, tokens in enumerate(self._tokens_list):
+            key = (beam // beams, *tokens)
+            row = row_ids.get(key)
+            if row is None:
+                row = row_ids[key] = len(representative)
+                representative.append(beam)
+            row_of_beam.append(row)
+        old_row_of_beam = self.row_of_beam.tolist()
+        device = self.tokens.device
+        self.row_of_beam = torch.tensor(row_of_beam, device=device)
+        self.representative = representative
+        self.row_parent = torch.tensor([old_row_of_beam[parent_list[b]] for b in representative], device=device)
+        self.row_input = torch.tensor([b // beams for b in representative], device=device)
+        self.row_last_token = new_tokens[torch.tensor(representative, device=device)]
 
     def all_done(self) -> bool:
         return all(all(groups) for groups in self.done)
@@ -304,8 +332,7 @@ _USE_SHORTLISTS = True
 class _Step:
     """What the groups of one decoding step share.
 
-    `logprobs` has one row per forward row: one per input at the first step (every beam starts from the decoder
-    start token, so all beams of an input have the same distribution), one per beam after.
+    `logprobs` has one row per forward row, i.e. per distinct (input, prefix); state.row_of_beam maps beams to them.
     """
 
     def __init__(self, number: int, logits: torch.Tensor, state: _BeamState, constraint: PrefixTrie | None,
@@ -313,7 +340,6 @@ class _Step:
         self.number = number
         self.last = number == state.settings.max_new_tokens
         self.logprobs = torch.log_softmax(logits.float(), dim=-1)
-        self.per_input = self.logprobs.shape[0] == state.batch
         self.state = state
         self.constraint = constraint
         self.eos_token_id = eos_token_id
@@ -328,11 +354,11 @@ class _Step:
         self._end_only: list[list[bool]] | None = None
 
     def forward_rows(self, beam_rows: torch.LongTensor) -> torch.LongTensor:
-        return beam_rows // self.state.settings.num_beams if self.per_input else beam_rows
+        return self.state.row_of_beam[beam_rows]
 
-    def nodes_of(self, forward_rows: list[int]) -> list[int]:
-        nodes = self.state.nodes
-        return [nodes[r * self.state.settings.num_beams] if self.per_input else nodes[r] for r in forward_rows]
+    def nodes_of_rows(self) -> list[int]:
+        """The trie node of each forward row (all its beams share the prefix, so the node)."""
+        return [self.state.nodes[beam] for beam in self.state.representative]
 
     def shortlists(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per forward row, its `width` most probable allowed tokens and their log-probs, best first where the row
@@ -396,7 +422,8 @@ def _exact_ranking(step: _Step, group: int, counts: torch.Tensor | None):
     logprobs = step.logprobs[forward_rows]  # [batch * size, vocab], a copy
     vocab = logprobs.shape[-1]
     if step.constraint is not None:
-        allowed = step.constraint.allowed_mask(step.nodes_of(forward_rows.tolist()), vocab, logprobs.device)
+        nodes = [state.nodes[beam] for beam in beam_rows.view(-1).tolist()]
+        allowed = step.constraint.allowed_mask(nodes, vocab, logprobs.device)
         logprobs.masked_fill_(~allowed, -math.inf)  # + 0 where allowed, -inf elsewhere, as the processor's mask
     logprobs = logprobs.view(batch, size, vocab)
     beam_scores = state.scores[beam_rows].unsqueeze(-1)
@@ -475,7 +502,7 @@ def _row_shortlists(logprobs: torch.Tensor, step: _Step, width: int) -> tuple[to
         values[:, :k], tokens[:, :k] = torch.topk(logprobs, k, dim=1)
         return tokens, values
     constraint = step.constraint
-    nodes = step.nodes_of(list(range(rows)))
+    nodes = step.nodes_of_rows()
     set_ids = torch.tensor([constraint.set_id(node) for node in nodes], dtype=torch.long)
     table, lengths = constraint.padded_sets(width)  # sets of at most `width` tokens; longer ones have length -1
     row_lengths = lengths[set_ids]
@@ -498,7 +525,7 @@ def _row_shortlists(logprobs: torch.Tensor, step: _Step, width: int) -> tuple[to
 def _groups_that_can_only_end(step: _Step) -> list[list[bool]]:
     """[input][group]: True where every beam with a finite score may emit only EOS (or nothing)."""
     state, settings = step.state, step.state.settings
-    if step.constraint is None or step.per_input:
+    if step.constraint is None:
         return [[False] * settings.num_beam_groups for _ in range(state.batch)]
     live = torch.isfinite(state.scores).tolist()
     ends_only = [step.constraint.ends_only(node) for node in state.nodes]
