@@ -2,10 +2,11 @@
 
 Indexing and scoring are bm25s's (tokeniser, vocabulary, per-term document scores). Querying does not go
 through bm25s.retrieve, which loops over queries in Python on its numpy backend: the query batch becomes a
-sparse (query x term) count matrix and one sparse product with bm25s's (term x item) score matrix scores
-every query at once. Only items that share at least one term with the query are ranked, as in Terrier
-(the paper's PyTerrier run): an empty query, one made only of stopwords, or one whose words are all unseen
-in the catalogue gets an empty ranking, which the runner scores 0 (it is still counted).
+sparse (query x term) count matrix, and one sparse product with bm25s's (term x item) score matrix scores
+every query at once (a second product with the index's 0/1 structure says which items match). Only items
+that share at least one term with the query are ranked, as in Terrier (the paper's PyTerrier run): an empty
+query, one made only of stopwords, or one whose words are all unseen in the catalogue gets an empty ranking,
+which the runner scores 0 (it is still counted).
 
 For BM25L/BM25+ bm25s adds, per query, the same constant to every item (the non-occurrence terms); it
 cannot change a ranking, so it is left out.
@@ -86,6 +87,8 @@ class BM25Index:
         n_terms = len(s["indptr"]) - 1
         # (term x item) BM25 weights: row t holds the score term t adds to each item containing it.
         self._term_item = sparse.csr_matrix((s["data"], s["indices"], s["indptr"]), shape=(n_terms, s["num_docs"]))
+        self._term_present = self._term_item.copy()
+        self._term_present.data = np.ones_like(self._term_present.data)
         # The tokeniser's "" token stands for an empty text; a query must never match it.
         self._empty_id = self._tokenizer.get_vocab_dict().get("")
 
@@ -110,10 +113,19 @@ class BM25Index:
             (np.ones(len(rows), dtype=self._term_item.dtype), (rows, cols)),
             shape=(len(term_ids), self._term_item.shape[0]),
         )
-        scores = (query_term @ self._term_item).tocsr()  # stored entries = items matching >= 1 query term
+        # Which items match is read off the index's structure, not off the scores: Robertson's idf is 0 or
+        # negative for a term in half the items or more, and a sparse product drops sums that come out 0.
+        matches = (query_term @ self._term_present).tocsr()
+        scores = (query_term @ self._term_item).tocsr()
+        matches.sort_indices()
         scores.sort_indices()
-        return top_k_sparse_rows(scores.indptr, scores.indices, scores.data, k)
-
+        values = np.zeros(len(matches.indices), dtype=np.float64)
+        for row in range(len(term_ids)):
+            m0, m1 = matches.indptr[row], matches.indptr[row + 1]
+            s0, s1 = scores.indptr[row], scores.indptr[row + 1]
+            at = np.searchsorted(matches.indices[m0:m1], scores.indices[s0:s1])
+            values[m0 + at] = scores.data[s0:s1]
+        return top_k_sparse_rows(matches.indptr, matches.indices, values, k)
 
 class BM25Adapter(Adapter):
     """Search only. params: k1, b, method, stopwords, stemmer, query_batch (see DEFAULTS)."""

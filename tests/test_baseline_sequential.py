@@ -1,0 +1,177 @@
+"""SASRec and BERT4Rec: training data, learning a trivial pattern, early stopping, ranking rule, contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.baselines.bert4rec import BERT4RecAdapter
+from harness.baselines.sasrec import SASRecAdapter
+from harness.baselines.sequential import has_repeats, training_sequences, windows_from_end
+from harness.baselines.toydata import successor_sequences, toy_view
+from harness.errors import HarnessError
+from harness.protocol.checks import check_rankings
+from harness.protocol.views import SearchExamples
+
+# threads=1: the test machine is shared; two spinning torch threads per process slow everyone down.
+TINY = {"max_len": 10, "d_model": 32, "n_heads": 2, "batch_size": 16, "valid_k": 10, "threads": 1}
+
+
+def _fit(cls, view, tmp_path: Path, seed: int = 0, **params):
+    a = cls(params={**TINY, **params}, seed=seed, workdir=tmp_path, tasks=frozenset({"rec"}), submission_dir=tmp_path)
+    a.fit(view)
+    return a
+
+
+def _recall(rankings, targets) -> float:
+    return float(np.mean([t in r for t, r in zip(targets, rankings)]))
+
+
+# ---- training data -----------------------------------------------------------------------------------------
+def test_training_sequence_is_each_users_longest_prefix_plus_target():
+    view, _, _ = toy_view([[5, 6, 7, 8, 9, 1, 2], [3, 4, 0, 1]], 10)
+    users, seqs = training_sequences(view.rec_train)
+    assert users.tolist() == [0, 1]
+    assert [s.tolist() for s in seqs] == [[5, 6, 7, 8, 9], [3, 4]]  # 1..t-2: never the valid/test items
+
+
+def test_windows_cover_the_sequence_from_its_end():
+    assert windows_from_end(7, 3) == [(0, 1), (1, 4), (4, 7)]
+    assert windows_from_end(3, 5) == [(0, 3)]
+    assert windows_from_end(0, 5) == []
+
+
+def test_sasrec_windows_hold_every_next_item_target_once(tmp_path):
+    seq = list(range(30))
+    view, _, _ = toy_view([seq], 40)
+    a = _fit(SASRecAdapter, view, tmp_path, max_epochs=1, max_len=8)
+    targets = np.concatenate([w[1:] for w in a._windows])
+    assert sorted(targets.tolist()) == list(range(1, 28))  # items 2..t-2 each predicted once per epoch
+    assert all(len(w) <= 9 for w in a._windows)
+
+
+def test_repeats_detection():
+    assert not has_repeats([np.array([1, 2, 3])])
+    assert has_repeats([np.array([1, 2, 1])])
+
+
+# ---- learning ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def successor():
+    return toy_view(successor_sequences(n_items=60, n_users=120, length=12, seed=1), 60)
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_sasrec_learns_the_successor_pattern(successor, tmp_path, loss):
+    view, test, targets = successor
+    a = _fit(SASRecAdapter, view, tmp_path, loss=loss, max_epochs=12, patience=3)
+    assert _recall(a.retrieve("rec", test, 10), targets) >= 0.9  # chance is about 10/50
+
+
+def test_bert4rec_learns_the_successor_pattern(successor, tmp_path):
+    view, test, targets = successor
+    a = _fit(BERT4RecAdapter, view, tmp_path, lr=3e-3, dropout=0.1, last_item_mask_prob=0.2, max_epochs=40, patience=40)
+    assert _recall(a.retrieve("rec", test, 10), targets) >= 0.9
+
+
+# ---- early stopping ----------------------------------------------------------------------------------------
+class ScriptedValidation(SASRecAdapter):
+    """Validation recall follows a script; the weights seen at each validation are remembered."""
+
+    script = [0.1, 0.5, 0.3, 0.5, 0.2, 0.9]
+
+    def validation_recall(self, valid):
+        self.weights_at = getattr(self, "weights_at", [])
+        self.weights_at.append(self._model.item_emb.weight.detach().clone())
+        return self.script[len(self.weights_at) - 1]
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience(successor, tmp_path):
+    view, _, _ = successor
+    a = _fit(ScriptedValidation, view, tmp_path, max_epochs=6, patience=3)
+    info = a.describe()
+    assert info["best_epoch"] == 2  # 0.5 at epoch 2; the tie at epoch 4 is not an improvement
+    assert info["epochs_run"] == 5  # epochs 3, 4, 5 without improvement: stop before the 0.9
+    assert info["valid_recall_per_epoch"] == [0.1, 0.5, 0.3, 0.5, 0.2]
+    final = a._model.item_emb.weight.detach()
+    assert np.array_equal(final.numpy(), a.weights_at[1].numpy())
+    assert not np.array_equal(final.numpy(), a.weights_at[-1].numpy())
+
+
+# ---- ranking rule and contract -----------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [SASRecAdapter, BERT4RecAdapter])
+def test_output_contract_and_history_exclusion(cls, tmp_path):
+    seqs = [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [1, 3, 5, 7, 9, 11, 2]]
+    view, test, _ = toy_view(seqs, 15)
+    a = _fit(cls, view, tmp_path, max_epochs=2)
+    out = a.retrieve("rec", test, 5)
+    table = check_rankings(out, requests=test, task="rec", k=5, n_items=15, adapter=cls.__name__)
+    assert (table >= 0).all()  # full rankings: 15 items, at most 6 excluded
+    for i in range(len(test)):
+        assert not set(out[i].tolist()) & set(test.history(i).tolist())  # no repeats in data -> excluded
+    assert a.describe()["exclude_history"] is True
+
+
+@pytest.mark.parametrize("cls", [SASRecAdapter, BERT4RecAdapter])
+def test_history_items_stay_rankable_when_training_data_repeats(cls, tmp_path):
+    seqs = [[0, 1, 0, 1, 0, 1, 2], [3, 4, 3, 4, 3, 2]]
+    view, test, _ = toy_view(seqs, 5)
+    a = _fit(cls, view, tmp_path, max_epochs=1)
+    out = a.retrieve("rec", test, 5)
+    assert a.describe()["exclude_history"] is False
+    assert all(len(r) == 5 for r in out)
+    forced = _fit(cls, view, tmp_path / "forced", max_epochs=1, exclude_history=True)
+    assert [len(r) for r in forced.retrieve("rec", test, 5)] == [3, 3]  # 5 items minus {0, 1} / {3, 4}
+
+
+@pytest.mark.parametrize("cls", [SASRecAdapter, BERT4RecAdapter])
+def test_empty_history_gets_a_ranking_not_a_crash(cls, tmp_path):
+    view, test, _ = toy_view([[0, 1, 2, 3], [4, 5, 6, 7]], 9)
+    a = _fit(cls, view, tmp_path, max_epochs=1)
+    empty = test.select(np.array([0]))
+    empty = empty.__class__(empty.offsets, empty.items, empty.user, np.zeros(1, np.int32))
+    assert len(a.retrieve("rec", empty, 3)[0]) == 3
+
+
+@pytest.mark.parametrize("cls", [SASRecAdapter, BERT4RecAdapter])
+def test_same_seed_same_rankings_and_checkpoint_is_reused(cls, successor, tmp_path):
+    view, test, _ = successor
+    first = _fit(cls, view, tmp_path / "a", max_epochs=2)
+    again = _fit(cls, view, tmp_path / "b", max_epochs=2)
+    reused = _fit(cls, view, tmp_path / "a", max_epochs=2)
+    changed = _fit(cls, view, tmp_path / "a", max_epochs=2, seed=1)
+    ranks = [np.stack(x.retrieve("rec", test, 10)) for x in (first, again, reused, changed)]
+    assert np.array_equal(ranks[0], ranks[1]) and np.array_equal(ranks[0], ranks[2])
+    assert not np.array_equal(ranks[0], ranks[3])
+    assert [x.describe()["reused_checkpoint"] for x in (first, again, reused, changed)] == [False, False, True, False]
+
+
+@pytest.mark.parametrize("cls", [SASRecAdapter, BERT4RecAdapter])
+def test_refuses_search_and_names_bad_params(cls, tmp_path):
+    view, _, _ = toy_view([[0, 1, 2, 3]] * 2, 5)
+    a = _fit(cls, view, tmp_path, max_epochs=1)
+    with pytest.raises(HarnessError, match="recommendation only"):
+        a.retrieve("search", SearchExamples(np.zeros(1, np.int32), ["q"]), 3)
+    for bad, key in [({"max_len": 0}, "max_len"), ({"d_model": 30, "n_heads": 4}, "d_model"), ({"epochs": 3}, "epochs")]:
+        with pytest.raises(HarnessError, match=key):
+            _fit(cls, view, tmp_path / key, **bad)
+
+
+def test_sasrec_loss_and_bert4rec_mask_params_are_checked(tmp_path):
+    view, _, _ = toy_view([[0, 1, 2, 3]] * 2, 5)
+    with pytest.raises(HarnessError, match="loss"):
+        _fit(SASRecAdapter, view, tmp_path / "s", loss="bpr")
+    with pytest.raises(HarnessError, match="mask_prob"):
+        _fit(BERT4RecAdapter, view, tmp_path / "b", mask_prob=1.5)
+
+
+def test_bert4rec_cloze_masks_real_items_only_and_at_least_one(tmp_path):
+    view, _, _ = toy_view([list(range(12))] * 3, 20)
+    a = _fit(BERT4RecAdapter, view, tmp_path, max_epochs=1, mask_prob=0.01, last_item_mask_prob=0.0)
+    tokens = np.array([[0, 0, 0, 5, 6, 7, 8, 9, 10, 11], [0] * 9 + [3]])
+    batch = a.cloze(tokens, np.random.default_rng(0))
+    masked = batch["inputs"] == a._mask_token
+    assert masked.any(axis=1).all() and not (masked & (tokens == 0)).any()
+    assert (batch["labels"][masked] == tokens[masked]).all() and (batch["labels"][~masked] == 0).all()
