@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from harness.data.compile import SplitParams, compile_dataset
-from harness.data.fingerprint import FINGERPRINT_TABLES
+from harness.data.fingerprint import FINGERPRINT_TABLES, canonical_query, compute_fingerprint
 from harness.data.sources.base import SourceResult
 from harness.data.spec import DatasetSpec
 from harness.data.store import CompiledDataset
@@ -304,7 +304,7 @@ def test_popularity_and_head_flags(tmp_path):
 
 
 def table_bytes(path: Path) -> dict[str, list]:
-    return {t: rows(path, q) for t, q in FINGERPRINT_TABLES}
+    return {t: rows(path, canonical_query(t)) for t, _, _ in FINGERPRINT_TABLES}
 
 
 def test_build_twice_same_fingerprint_and_tables(tmp_path):
@@ -353,8 +353,8 @@ def test_fingerprint_matches_its_documented_formula(tmp_path):
     header = {k: m[k] for k in ("format_version", "dataset", "source", "params", "split_params", "files")}
     outer = hashlib.sha256(b"jsr-harness-dataset-fingerprint\n" + canonical_json(header).encode())
     con = duckdb.connect(str(out.path), read_only=True)
-    for table, query in FINGERPRINT_TABLES:
-        cur = con.execute(query)
+    for table, _, _ in FINGERPRINT_TABLES:
+        cur = con.execute(canonical_query(table))
         names = [d[0] for d in cur.description]
         types = [str(t) for t in (d[1] for d in cur.description)]
         data = cur.fetchall()
@@ -371,6 +371,27 @@ def test_fingerprint_matches_its_documented_formula(tmp_path):
             outer.update(f"{table}.{name}\t{enc}\t{digest}\n".encode())
     con.close()
     assert out.fingerprint == "sha256:" + outer.hexdigest()
+
+
+def test_fingerprint_does_not_depend_on_stored_row_order(tmp_path):
+    """Tables are hashed in key order whatever order they are stored in (the shuffled copy takes the
+    ORDER BY fallback, the original the streaming fast path)."""
+    out = build(tmp_path, hand_source(), "toy:min_user_interactions=4")
+    header = {k: out.manifest[k] for k in ("format_version", "dataset", "source", "params", "split_params", "files")}
+    con = duckdb.connect(str(out.path))
+    assert compute_fingerprint(con, header) == out.fingerprint
+    for table, _, _ in FINGERPRINT_TABLES:
+        con.execute(f"CREATE TABLE shuffled AS SELECT * FROM {table} ORDER BY md5(CAST(rowid AS VARCHAR)) DESC")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE shuffled RENAME TO {table}")
+    assert rows_differ_from_key_order(con)
+    assert compute_fingerprint(con, header) == out.fingerprint
+    con.close()
+
+
+def rows_differ_from_key_order(con) -> bool:
+    stored = con.execute("SELECT user_id, pos FROM sequences").fetchall()
+    return stored != sorted(stored)
 
 
 PINNED_TOY_FINGERPRINT = "sha256:29f4d0ee1ed6cc298f1ee8e01d73915a794a8c75e8d02ab77c1449557c1fcaf6"

@@ -49,6 +49,17 @@ def test_ks_distance_on_normalised_popularity():
     assert list(normalise(np.array([1, 3]))) == [0.25, 0.75]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_ks_distance_equals_scipy_ks_2samp(seed):
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(seed)
+    s = rng.zipf(1.5, size=300) * (rng.random(300) < 0.7)
+    r = rng.integers(0, 40, size=300)
+    expected = ks_2samp(normalise(s), normalise(r)).statistic
+    assert ks_distance(s, r) == pytest.approx(expected, abs=1e-12)
+
+
 def test_table3_row_by_hand():
     row = table3_row(pop_rec=np.array([3, 1, 0, 0]), pop_search=np.array([1, 1, 1, 1]), n_users=2,
                      n_interactions=6, n_rec_items=3, n_search_items=4, n_queries=2, n_qrels=5)

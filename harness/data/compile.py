@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -165,7 +166,9 @@ def compile_dataset(
         con = duckdb.connect(str(tmp), config=duckdb_config(spill))
         try:
             manifest = _compile_into(con, spec, source, ctx, split)
+            t0 = time.perf_counter()
             con.execute("CHECKPOINT")
+            _log_timing("checkpoint", t0)
         finally:
             con.close()
     return BuildOutcome(dest, manifest["fingerprint"], False, manifest, time.perf_counter() - started)
@@ -259,10 +262,12 @@ def _remove_stale_temporaries(dest: Path) -> None:
 
 def _compile_into(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, source: Any, ctx: Any,
                   split: SplitParams) -> dict[str, Any]:
+    t0 = time.perf_counter()
     try:
         result = source.load(con, ctx)
     except duckdb.Error as exc:
         raise HarnessError(f"dataset {spec}: reading the source failed: {exc}") from exc
+    _log_timing("source.load", t0)
     _check_raw_tables(con, spec)
     dropped: dict[str, int] = {}
     steps: list[Callable[..., None]] = [
@@ -274,7 +279,9 @@ def _compile_into(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, source: Any
         _stage_items,
     ]
     for step in steps:
+        t0 = time.perf_counter()
         step(con, spec, split, dropped)
+        _log_timing(step.__name__, t0)
     counts = _table_counts(con)
     _check_not_empty(spec, counts)
     files = [{k: v for k, v in f.items() if k != "path"} for f in result.files]
@@ -286,7 +293,10 @@ def _compile_into(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, source: Any
         "split_params": asdict(split),
         "files": files,
     }
+    t0 = time.perf_counter()
     fingerprint = compute_fingerprint(con, header)
+    _log_timing("fingerprint", t0)
+    t0 = time.perf_counter()
     from harness.data.stats import stats_from_connection
 
     manifest = {
@@ -297,12 +307,20 @@ def _compile_into(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, source: Any
         "dropped": dropped,
         "notes": result.notes,
         "harness_version": harness.__version__,
-        "stats": stats_from_connection(con),
+        "stats": stats_from_connection(con, n_rec_items=_scalar(con, "SELECT count(*) FROM item_rec")),
         "local_files": _local_files(result.files),
     }
+    _log_timing("stats", t0)
     _write_manifest(con, manifest)
     _drop_temporaries(con)
     return manifest
+
+
+def _log_timing(what: str, started: float) -> None:
+    """Stage timings on stderr when $HARNESS_DATA_TIMINGS is set (for profiling big builds)."""
+    if os.environ.get("HARNESS_DATA_TIMINGS"):
+        print(f"[compile] {what}: {time.perf_counter() - started:.2f} s wall, process CPU so far "
+              f"{time.process_time():.1f} s", file=sys.stderr, flush=True)
 
 
 def _local_files(files: list[dict[str, Any]]) -> dict[str, Any]:
@@ -327,15 +345,15 @@ def _check_raw_tables(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> None
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
-    return con.execute(sql, params or []).fetchone()[0]
+    return con.execute(sql, params or []).fetchall()[0][0]  # fetchall: leaves no open result
 
 
 def _first_duplicate(con: duckdb.DuckDBPyConnection, table: str, key: str) -> str | None:
     row = con.execute(
         f"SELECT {key} FROM {table} WHERE {key} IS NOT NULL GROUP BY {key} HAVING count(*) > 1"
         f" ORDER BY {key} LIMIT 1"
-    ).fetchone()
-    return None if row is None else row[0]
+    ).fetchall()
+    return row[0][0] if row else None
 
 
 def _stage_queries_and_qrels(con, spec, split, dropped) -> None:
@@ -345,9 +363,10 @@ def _stage_queries_and_qrels(con, spec, split, dropped) -> None:
     bad = con.execute(
         "SELECT query_key, split FROM raw_queries WHERE split IS NOT NULL AND split NOT IN ('train','valid','test')"
         " ORDER BY query_key LIMIT 1"
-    ).fetchone()
+    ).fetchall()
     if bad:
-        raise HarnessError(f"dataset {spec}: query {bad[0]!r} has split {bad[1]!r}; expected train, valid, test or NULL")
+        key, value = bad[0]
+        raise HarnessError(f"dataset {spec}: query {key!r} has split {value!r}; expected train, valid, test or NULL")
     con.execute(
         "CREATE TEMP TABLE c_queries AS SELECT query_key, coalesce(text, '') AS text, split"
         " FROM raw_queries WHERE query_key IS NOT NULL"
@@ -367,9 +386,15 @@ def _stage_catalogue(con, spec, split, dropped) -> None:
     duplicate = _first_duplicate(con, "raw_items", "item_key")
     if duplicate is not None:
         raise HarnessError(f"dataset {spec}: raw_items has item_key {duplicate!r} more than once")
+    # One scan of the interactions gives the distinct items and the row / NULL counts.
     con.execute(
-        "CREATE TEMP TABLE rec_item_keys AS SELECT DISTINCT item_key FROM raw_interactions WHERE item_key IS NOT NULL"
+        """
+        CREATE TEMP TABLE rec_item_counts AS
+        SELECT item_key, count(*) AS n, count(*) FILTER (WHERE user_key IS NULL OR ts IS NULL) AS n_null
+        FROM raw_interactions GROUP BY item_key
+        """
     )
+    con.execute("CREATE TEMP TABLE rec_item_keys AS SELECT item_key FROM rec_item_counts WHERE item_key IS NOT NULL")
     con.execute("CREATE TEMP TABLE search_item_keys AS SELECT DISTINCT item_key FROM c_qrels")
     con.execute(
         """
@@ -400,34 +425,45 @@ def _stage_catalogue(con, spec, split, dropped) -> None:
 
 
 def _stage_users_and_sequences(con, spec, split, dropped) -> None:
-    """Interactions on kept items; users with at least min_user_interactions; positions by (ts, seq, item)."""
+    """Interactions on kept items; users with at least min_user_interactions; positions by (ts, seq, item).
+
+    One sort, by (user_key, ts, seq, item_id): user ids follow user_key order, so the sorted rows line up
+    with 1..length generated per user in user order, and are paired with them row by row (POSITIONAL JOIN;
+    a DuckDB table keeps the insertion order of CREATE ... ORDER BY). The user keys of both sides are
+    compared on every row, so a misalignment is an error, never a silent shift."""
     con.execute(
         """
-        CREATE TEMP TABLE c_inter AS
-        SELECT i.user_key, c.item_id, i.ts, i.seq
+        CREATE TEMP TABLE seq_all AS
+        SELECT i.user_key, c.item_id, i.ts::BIGINT AS ts
         FROM raw_interactions i JOIN c_items c ON c.item_key = i.item_key
         WHERE i.user_key IS NOT NULL AND i.ts IS NOT NULL
+        ORDER BY i.user_key, i.ts, i.seq, c.item_id
         """
     )
-    n_raw = _scalar(con, "SELECT count(*) FROM raw_interactions")
-    n_null = _scalar(
-        con, "SELECT count(*) FROM raw_interactions WHERE user_key IS NULL OR item_key IS NULL OR ts IS NULL"
-    )
-    n_kept_items = _scalar(con, "SELECT count(*) FROM c_inter")
-    dropped["interactions_null_fields"] = n_null
-    dropped["interactions_on_dropped_items"] = n_raw - n_null - n_kept_items
+    con.execute("CREATE TEMP TABLE user_counts AS SELECT user_key, count(*)::INTEGER AS n FROM seq_all GROUP BY user_key")
     con.execute(
         f"""
         CREATE TEMP TABLE c_users AS
-        SELECT (row_number() OVER (ORDER BY user_key) - 1)::INTEGER AS user_id, user_key, n::INTEGER AS length
-        FROM (SELECT user_key, count(*) AS n FROM c_inter GROUP BY user_key)
-        WHERE n >= {int(split.min_user_interactions)}
+        SELECT (row_number() OVER (ORDER BY user_key) - 1)::INTEGER AS user_id, user_key, n AS length
+        FROM user_counts WHERE n >= {int(split.min_user_interactions)}
         """
     )
-    n_all_users = _scalar(con, "SELECT count(DISTINCT user_key) FROM c_inter")
+    con.execute(
+        """
+        CREATE TEMP TABLE all_users AS
+        SELECT a.user_key, a.n, k.user_id FROM user_counts a LEFT JOIN c_users k ON k.user_key = a.user_key
+        ORDER BY a.user_key
+        """
+    )
+    n_raw, n_null = con.execute(
+        "SELECT sum(n), sum(CASE WHEN item_key IS NULL THEN n ELSE n_null END) FROM rec_item_counts"
+    ).fetchall()[0]
+    n_kept_items = int(_scalar(con, "SELECT sum(n) FROM user_counts") or 0)
     n_users = _scalar(con, "SELECT count(*) FROM c_users")
-    dropped["users_below_min_interactions"] = n_all_users - n_users
-    dropped["interactions_of_dropped_users"] = n_kept_items - (_scalar(con, "SELECT sum(length) FROM c_users") or 0)
+    dropped["interactions_null_fields"] = int(n_null or 0)
+    dropped["interactions_on_dropped_items"] = int(n_raw or 0) - int(n_null or 0) - n_kept_items
+    dropped["users_below_min_interactions"] = _scalar(con, "SELECT count(*) FROM user_counts") - n_users
+    dropped["interactions_of_dropped_users"] = n_kept_items - int(_scalar(con, "SELECT sum(length) FROM c_users") or 0)
     if n_users == 0:
         raise HarnessError(
             f"dataset {spec} is empty after filtering: no user has at least "
@@ -437,32 +473,37 @@ def _stage_users_and_sequences(con, spec, split, dropped) -> None:
     con.execute(
         """
         CREATE TABLE sequences AS
-        SELECT u.user_id,
-               row_number() OVER (PARTITION BY u.user_id ORDER BY i.ts, i.seq, i.item_id)::INTEGER AS pos,
-               i.item_id, i.ts::BIGINT AS ts
-        FROM c_inter i JOIN c_users u ON u.user_key = i.user_key
-        ORDER BY user_id, pos
+        SELECT p.user_id, p.pos, s.item_id, s.ts
+        FROM seq_all s POSITIONAL JOIN
+             (SELECT user_key, user_id, unnest(generate_series(1, n))::INTEGER AS pos FROM all_users) p
+        WHERE CASE WHEN s.user_key = p.user_key THEN p.user_id IS NOT NULL
+                   ELSE error('internal error: sorted interactions and positions are misaligned') END
         """
     )
-    con.execute("DROP TABLE c_inter")
+    con.execute("DROP TABLE seq_all")
 
 
 def _stage_rec_examples(con, spec, split, dropped) -> None:
-    """test = t, valid = t-1, train = t-2 down to 3; evaluation targets must be training targets."""
+    """test = t, valid = t-1, train = t-2 down to 3; evaluation targets must be training targets.
+
+    Written split by split in (split, user_id, target_pos) order, so no sort of the training rows is needed."""
+    # One pass over the sequences: per item, its training popularity (positions 1..t-2) and whether it
+    # is some training instance's target (positions 3..t-2).
     con.execute(
         """
-        CREATE TEMP TABLE rec_train_targets AS
-        SELECT DISTINCT s.item_id FROM sequences s JOIN users u ON u.user_id = s.user_id
-        WHERE s.pos >= 3 AND s.pos <= u.length - 2
+        CREATE TEMP TABLE item_rec AS
+        SELECT s.item_id, count(*) FILTER (WHERE s.pos <= u.length - 2) AS pop_rec,
+               bool_or(s.pos >= 3 AND s.pos <= u.length - 2) AS train_target
+        FROM sequences s JOIN users u ON u.user_id = s.user_id GROUP BY s.item_id
         """
     )
     con.execute(
         """
         CREATE TEMP TABLE rec_eval AS
-        SELECT e.split, e.user_id, e.target_pos, s.item_id IN (SELECT item_id FROM rec_train_targets) AS seen
-        FROM (SELECT 'test' AS split, user_id, length AS target_pos FROM users
-              UNION ALL SELECT 'valid', user_id, length - 1 FROM users) e
-        JOIN sequences s ON s.user_id = e.user_id AND s.pos = e.target_pos
+        SELECT CASE WHEN s.pos = u.length THEN 'test' ELSE 'valid' END AS split, s.user_id,
+               s.pos AS target_pos, coalesce(r.train_target, false) AS seen
+        FROM sequences s JOIN users u ON u.user_id = s.user_id LEFT JOIN item_rec r ON r.item_id = s.item_id
+        WHERE s.pos >= u.length - 1
         """
     )
     for name in ("valid", "test"):
@@ -470,14 +511,16 @@ def _stage_rec_examples(con, spec, split, dropped) -> None:
             con, "SELECT count(*) FROM rec_eval WHERE split = ? AND NOT seen", [name]
         )
     con.execute(
-        """
-        CREATE TABLE rec_examples AS
-        SELECT split, user_id, target_pos FROM (
-            SELECT 'train' AS split, user_id, unnest(generate_series(3, length - 2))::INTEGER AS target_pos FROM users
-            UNION ALL
-            SELECT split, user_id, target_pos FROM rec_eval WHERE seen
-        ) ORDER BY split, user_id, target_pos
-        """
+        "CREATE TABLE rec_examples AS SELECT split, user_id, target_pos::INTEGER AS target_pos FROM rec_eval"
+        " WHERE seen AND split = 'test' ORDER BY user_id"
+    )
+    con.execute(
+        "INSERT INTO rec_examples SELECT 'train', user_id, unnest(generate_series(3, length - 2))::INTEGER"
+        " FROM users"
+    )
+    con.execute(
+        "INSERT INTO rec_examples SELECT split, user_id, target_pos FROM rec_eval"
+        " WHERE seen AND split = 'valid' ORDER BY user_id"
     )
 
 
@@ -555,8 +598,7 @@ def _stage_items(con, spec, split, dropped) -> None:
     con.execute(
         f"""
         CREATE TABLE items AS
-        WITH pr AS (SELECT s.item_id, count(*) AS n FROM sequences s JOIN users u ON u.user_id = s.user_id
-                    WHERE s.pos <= u.length - 2 GROUP BY s.item_id),
+        WITH pr AS (SELECT item_id, pop_rec AS n FROM item_rec),
              ps AS (SELECT r.item_id, count(*) AS n FROM qrels r JOIN queries q ON q.query_id = r.query_id
                     WHERE q.split = 'train' GROUP BY r.item_id),
              pop AS (SELECT c.*, coalesce(pr.n, 0)::BIGINT AS pop_rec, coalesce(ps.n, 0)::BIGINT AS pop_search

@@ -7,7 +7,7 @@
               table name, column name, encoding, sha256 of the column's bytes
     )
 
-A column's bytes are its values in the table's canonical row order (the ORDER BY below):
+A column's bytes are its values in ascending key order (the keys in FINGERPRINT_TABLES):
 INTEGER as int32 little-endian, BIGINT as int64 little-endian, BOOLEAN as one byte (0/1), VARCHAR as the
 int64 little-endian byte lengths of all values followed (in a second digest) by their UTF-8 bytes.
 Each column gets its own running digest, so the batch size used to stream rows out of DuckDB never
@@ -17,6 +17,8 @@ changes the result. Nothing time- or machine-dependent goes in: same inputs -> s
 from __future__ import annotations
 
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -26,20 +28,26 @@ import pyarrow.compute as pc
 
 from harness.io import canonical_json
 
-# (table, canonical query). The column list and the row order are part of the format: changing either
-# changes every fingerprint, so bump FORMAT_VERSION in compile.py when you do.
-FINGERPRINT_TABLES: tuple[tuple[str, str], ...] = (
-    (
-        "items",
-        "SELECT item_id, item_key, title, text, coalesce(cluster, -1) AS cluster, pop_rec, pop_search,"
-        " head_rec, head_search FROM items ORDER BY item_id",
-    ),
-    ("users", "SELECT user_id, user_key, length FROM users ORDER BY user_id"),
-    ("sequences", "SELECT user_id, pos, item_id, ts FROM sequences ORDER BY user_id, pos"),
-    ("rec_examples", "SELECT split, user_id, target_pos FROM rec_examples ORDER BY split, user_id, target_pos"),
-    ("queries", "SELECT query_id, query_key, text, split FROM queries ORDER BY query_id"),
-    ("qrels", "SELECT query_id, item_id FROM qrels ORDER BY query_id, item_id"),
+# (table, columns, key columns): rows are hashed in ascending key order (keys are unique). The column list
+# and the order are part of the format: changing either changes every fingerprint, so bump FORMAT_VERSION in
+# compile.py when you do.
+FINGERPRINT_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("items", ("item_id", "item_key", "title", "text", "coalesce(cluster, -1) AS cluster", "pop_rec", "pop_search",
+               "head_rec", "head_search"), ("item_id",)),
+    ("users", ("user_id", "user_key", "length"), ("user_id",)),
+    ("sequences", ("user_id", "pos", "item_id", "ts"), ("user_id", "pos")),
+    ("rec_examples", ("split", "user_id", "target_pos"), ("split", "user_id", "target_pos")),
+    ("queries", ("query_id", "query_key", "text", "split"), ("query_id",)),
+    ("qrels", ("query_id", "item_id"), ("query_id", "item_id")),
 )
+
+
+def canonical_query(table: str, ordered: bool = True) -> str:
+    """The table's fingerprint columns, in key order (or in stored order, for the fast path)."""
+    columns, keys = next((c, k) for t, c, k in FINGERPRINT_TABLES if t == table)[0:2]
+    sql = f"SELECT {', '.join(columns)} FROM {table}"
+    return sql + f" ORDER BY {', '.join(keys)}" if ordered else sql
+
 
 _BATCH_ROWS = 1 << 20
 _INT_DTYPES = {pa.int32(): "<i4", pa.int64(): "<i8", pa.bool_(): "u1"}
@@ -63,8 +71,10 @@ class _ColumnDigest:
         if array.null_count:
             raise ValueError(f"column {self.name!r} holds NULLs; the compiler must fill them before hashing")
         if self.is_string:
-            array = pc.cast(array, pa.large_string())
-            offsets = np.frombuffer(array.buffers()[1], dtype="<i8")[array.offset : array.offset + len(array) + 1]
+            if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+                array = pc.cast(array, pa.large_string())  # string_view has no offsets buffer
+            width = "<i4" if pa.types.is_string(array.type) else "<i8"
+            offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset : array.offset + len(array) + 1]
             self.lengths.update(np.diff(offsets).astype("<i8").tobytes())
             data = array.buffers()[2]
             if data is not None and len(array):
@@ -79,13 +89,76 @@ class _ColumnDigest:
         return self.values.hexdigest()
 
 
-def table_digests(con: duckdb.DuckDBPyConnection, table: str, query: str) -> list[tuple[str, str, str]]:
-    """[(column, encoding, digest)] of one table streamed in its canonical order."""
+class _KeyOrder:
+    """Checks, batch by batch, that rows arrive in strictly ascending key order."""
+
+    def __init__(self, key_index: list[int]) -> None:
+        self.key_index = key_index
+        self.last: tuple | None = None
+        self.ok = True
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        if not self.ok or batch.num_rows == 0:
+            return
+        keys = [_comparable(batch.column(i)) for i in self.key_index]
+        first = tuple(_item(k, 0) for k in keys)
+        if self.last is not None and not self.last < first:  # across the batch boundary
+            self.ok = False
+            return
+        self.last = tuple(_item(k, batch.num_rows - 1) for k in keys)
+        self.ok = batch.num_rows < 2 or bool(np.all(_strictly_ascending(keys)))
+
+
+def _comparable(array: pa.Array) -> np.ndarray | pa.Array:
+    """Integer keys as numpy (fast comparisons), strings stay Arrow (compared by code point, like DuckDB)."""
+    return array.to_numpy(zero_copy_only=False) if pa.types.is_integer(array.type) else array
+
+
+def _item(key: np.ndarray | pa.Array, i: int):
+    return key[i].as_py() if isinstance(key, pa.Array) else int(key[i])
+
+
+def _strictly_ascending(keys: list) -> np.ndarray:
+    """For consecutive rows a, b: (a.k1, a.k2, ...) < (b.k1, b.k2, ...) lexicographically."""
+    result = None
+    for key in reversed(keys):
+        if isinstance(key, np.ndarray):
+            before, after = key[:-1], key[1:]
+            greater, equal = after > before, after == before
+        else:
+            before, after = key.slice(0, len(key) - 1), key.slice(1)
+            greater = pc.greater(after, before).to_numpy(zero_copy_only=False)
+            equal = pc.equal(after, before).to_numpy(zero_copy_only=False)
+        result = greater if result is None else greater | (equal & result)
+    return result
+
+
+def table_digests(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str, str]]:
+    """[(column, encoding, digest)] of one table in ascending key order.
+
+    Tables are written in key order, so they are streamed as stored (no sort) while checking the order;
+    if a row is out of order, the table is hashed again through ORDER BY. The result is the same either way."""
+    keys = next(k for t, _, k in FINGERPRINT_TABLES if t == table)
+    digests = _stream_digests(con, table, canonical_query(table, ordered=False), check_keys=keys)
+    if digests is None:
+        digests = _stream_digests(con, table, canonical_query(table, ordered=True), check_keys=None)
+    return digests
+
+
+def _stream_digests(con, table: str, query: str, check_keys: tuple[str, ...] | None):
     reader = con.sql(query).to_arrow_reader(_BATCH_ROWS)
+    names = [field.name for field in reader.schema]
     columns = [_ColumnDigest(f"{table}.{field.name}", field.type) for field in reader.schema]
-    for batch in reader:
-        for column, array in zip(columns, batch.columns):
-            column.update(array)
+    order = _KeyOrder([names.index(k) for k in check_keys]) if check_keys else None
+    # hashlib releases the GIL on large buffers: the columns of a batch are hashed side by side
+    with ThreadPoolExecutor(max_workers=min(len(columns), os.cpu_count() or 1)) as pool:
+        for batch in reader:
+            if order is not None:
+                order.update(batch)
+                if not order.ok:
+                    reader.close()
+                    return None
+            list(pool.map(_ColumnDigest.update, columns, batch.columns))
     return [(c.name, c.encoding, c.digest()) for c in columns]
 
 
@@ -93,7 +166,7 @@ def compute_fingerprint(con: duckdb.DuckDBPyConnection, header: dict[str, Any]) 
     """The dataset fingerprint over `header` (JSON-able, machine-independent) and the canonical tables."""
     outer = hashlib.sha256(b"jsr-harness-dataset-fingerprint\n")
     outer.update(canonical_json(header).encode("utf-8"))
-    for table, query in FINGERPRINT_TABLES:
-        for name, encoding, digest in table_digests(con, table, query):
+    for table, _, _ in FINGERPRINT_TABLES:
+        for name, encoding, digest in table_digests(con, table):
             outer.update(f"{name}\t{encoding}\t{digest}\n".encode("utf-8"))
     return "sha256:" + outer.hexdigest()

@@ -56,6 +56,7 @@ class CompiledDataset:
         self.fingerprint: str = manifest["fingerprint"]
         self.headline_k: int = int(manifest["headline_k"])
         self._catalogue: Catalogue | None = None
+        self._sequences: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def open(cls, spec_or_path: DatasetSpec | str | os.PathLike, cache_dir: str | os.PathLike | None = None
@@ -112,28 +113,48 @@ class CompiledDataset:
     def _user_keys(self) -> np.ndarray:
         return self._numpy("SELECT user_key FROM users ORDER BY user_id")["user_key"]
 
+    def _ordered(self, table: str, columns: str, keys: tuple[str, ...], where: str = "",
+                 params: list[Any] | None = None) -> dict[str, np.ndarray]:
+        """Columns of `table` in ascending key order. Tables are stored in that order, so they are read as
+        stored and the order is checked (cheap, vectorised); a sort happens only if the check fails."""
+        sql = f"SELECT {columns} FROM {table} {where}"
+        cols = self._numpy(sql, params)
+        if not _strictly_ascending([np.asarray(cols[k]) for k in keys]):
+            cols = self._numpy(sql + f" ORDER BY {', '.join(keys)}", params)
+        return cols
+
+    def _full_sequences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lengths int64 [n_users], offsets int64 [n_users+1], items int32): every user's whole sequence."""
+        if self._sequences is None:
+            lengths = self._numpy("SELECT length::BIGINT AS n FROM users ORDER BY user_id")["n"].astype(np.int64)
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            cols = self._ordered("sequences", "user_id, pos, item_id", ("user_id", "pos"))
+            if len(cols["item_id"]) != offsets[-1]:
+                raise HarnessError(f"{self.path}: sequences and users disagree; rebuild it with --force")
+            self._sequences = (lengths, offsets, np.ascontiguousarray(cols["item_id"], dtype=np.int32))
+        return self._sequences
+
     def _sequences_cut(self, keep_last: int) -> tuple[np.ndarray, np.ndarray]:
         """(offsets int64 [n_users+1], items int32): each user's sequence cut to positions 1..length-keep_last."""
-        lengths = self._numpy(
-            f"SELECT greatest(length - {int(keep_last)}, 0)::BIGINT AS n FROM users ORDER BY user_id"
-        )["n"]
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        items = self._numpy(
-            f"""SELECT s.item_id FROM sequences s JOIN users u ON u.user_id = s.user_id
-                WHERE s.pos <= u.length - {int(keep_last)} ORDER BY s.user_id, s.pos"""
-        )["item_id"]
-        return offsets, np.ascontiguousarray(items, dtype=np.int32)
+        lengths, offsets, items = self._full_sequences()
+        kept = np.maximum(lengths - keep_last, 0)
+        new_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(kept, out=new_offsets[1:])
+        # position (0-based) of every row within its user, compared with the user's cut
+        within = np.arange(len(items), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+        mask = within < np.repeat(kept, lengths)
+        return new_offsets, items[mask]
 
     def _rec_examples(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(user, history_len, target) int32 of one split, ordered by (user_id, target_pos)."""
-        cols = self._numpy(
-            """SELECT e.user_id, (e.target_pos - 1)::INTEGER AS history_len, s.item_id AS target
-               FROM rec_examples e JOIN sequences s ON s.user_id = e.user_id AND s.pos = e.target_pos
-               WHERE e.split = ? ORDER BY e.user_id, e.target_pos""",
-            [split],
-        )
-        return tuple(np.ascontiguousarray(cols[c], dtype=np.int32) for c in ("user_id", "history_len", "target"))
+        cols = self._ordered("rec_examples", "user_id, target_pos", ("user_id", "target_pos"),
+                             "WHERE split = ?", [split])
+        user = np.ascontiguousarray(cols["user_id"], dtype=np.int32)
+        target_pos = np.asarray(cols["target_pos"], dtype=np.int64)
+        _, offsets, items = self._full_sequences()
+        target = items[offsets[user] + target_pos - 1]
+        return user, (target_pos - 1).astype(np.int32), np.ascontiguousarray(target, dtype=np.int32)
 
     def _search(self, split: str, *, relevance: bool) -> SearchExamples:
         _check_split(split, ("train", "valid", "test"), "search")
@@ -227,6 +248,17 @@ class CompiledDataset:
         from harness.data.stats import stats_from_connection
 
         return stats_from_connection(self._con)
+
+
+def _strictly_ascending(keys: list[np.ndarray]) -> bool:
+    """Whether rows (k1, k2, ...) are in strictly ascending lexicographic order."""
+    if len(keys[0]) < 2:
+        return True
+    result = None
+    for key in reversed(keys):
+        greater = key[1:] > key[:-1]
+        result = greater if result is None else greater | ((key[1:] == key[:-1]) & result)
+    return bool(result.all())
 
 
 def _check_split(split: str, allowed: tuple[str, ...], what: str) -> None:
