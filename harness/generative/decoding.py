@@ -30,7 +30,7 @@ from typing import Iterator
 import torch
 
 from harness.errors import HarnessError
-from harness.generative.trie import DEAD, PrefixTrie
+from harness.generative.trie import PrefixTrie
 
 __all__ = ["DecodeOutput", "PrefixTrie", "diverse_beam_search"]
 
@@ -82,7 +82,7 @@ def diverse_beam_search(
         num_return_sequences, length_penalty, early_stopping,
     )
     with _eval_mode(model):
-        decoder = _CachedDecoder(model, input_ids, attention_mask, num_beams)
+        decoder = _CachedDecoder(model, input_ids, attention_mask)
         state = _BeamState(settings, input_ids.shape[0], constraint, input_ids.device)
         start = torch.full((input_ids.shape[0],), decoder_start_token_id, dtype=torch.long, device=input_ids.device)
         last_tokens = start
@@ -169,7 +169,7 @@ class _CachedDecoder:
     Its rows are the batch's distinct (input, prefix) pairs, not its beams (see _BeamState.reorder).
     """
 
-    def __init__(self, model, input_ids, attention_mask, num_beams: int):
+    def __init__(self, model, input_ids, attention_mask):
         self.model = model
         encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         self.encoded = encoded.last_hidden_state
