@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 import zipfile
 from collections import Counter, defaultdict
 from fractions import Fraction
@@ -408,3 +409,22 @@ def test_ml_small_source_is_registered():
 
     assert SOURCES.load("ml-small") is ML_SMALL
     assert SOURCES.load("ml-25m").headline_k == 30
+
+
+def test_up_to_date_check_follows_the_archive(tmp_path, ml_small_zip):
+    data = tmp_path / "data"
+    data.mkdir()
+    archive = data / "ml-latest-small.zip"
+    archive.write_bytes(ml_small_zip.read_bytes())
+    dest = tmp_path / "ml-small.duckdb"
+    first = compile_dataset("ml-small", data_dir=data, allow_download=False, dest=dest)
+    assert not first.skipped
+    assert compile_dataset("ml-small", data_dir=data, allow_download=False, dest=dest).skipped
+    later = archive.stat().st_mtime_ns + 10**9
+    os.utime(archive, ns=(later, later))  # touched, same bytes: the MD5 decides, still up to date
+    assert compile_dataset("ml-small", data_dir=data, allow_download=False, dest=dest).skipped
+    archive.write_bytes(ml_small_zip.read_bytes()[:-10] + b"0123456789")  # same size, other bytes
+    with pytest.raises(HarnessError, match="checksum mismatch"):
+        compile_dataset("ml-small", data_dir=data, allow_download=False, dest=dest)
+    with CompiledDataset.open(dest) as ds:  # the previous good build is untouched
+        assert ds.fingerprint == first.fingerprint
