@@ -275,6 +275,23 @@ def test_atomic_decoding_needs_no_full_vocabulary_ranking(tiny_t5, monkeypatch):
     assert out.sequences.shape == (4, 30, 2) and bool((out.sequences[:, :, 1] == EOS).all())
 
 
+def test_decoder_runs_once_per_distinct_prefix(tiny_t5, monkeypatch):
+    """Step 1 runs one row per input; later steps one row per distinct (input, prefix). Without the penalty the
+    groups are identical, so 2 inputs x 10 beams in 5 groups need only 2 x 2 rows at step 2."""
+    rows = []
+    logits = decoding._CachedDecoder.logits
+
+    def counting(self, last_tokens):
+        rows.append(last_tokens.shape[0])
+        return logits(self, last_tokens)
+
+    monkeypatch.setattr(decoding._CachedDecoder, "logits", counting)
+    input_ids, attention_mask = _inputs(2, seed=13)
+    diverse_beam_search(tiny_t5, input_ids, attention_mask, num_beams=10, num_beam_groups=5, diversity_penalty=0.0,
+                        max_new_tokens=2, constraint=PrefixTrie(ATOMIC, eos_token_id=EOS), **SPECIAL)
+    assert rows == [2, 4]
+
+
 def test_zero_penalty_equals_plain_beam_search_per_group(tiny_t5):
     """Without the penalty every group runs the same beam search: each of its hypotheses comes once per group."""
     input_ids, attention_mask = _inputs(3, seed=5)
