@@ -119,6 +119,8 @@ class BM25Index:
         scores = (query_term @ self._term_item).tocsr()
         matches.sort_indices()
         scores.sort_indices()
+        if np.array_equal(matches.indptr, scores.indptr) and np.array_equal(matches.indices, scores.indices):
+            return top_k_sparse_rows(scores.indptr, scores.indices, scores.data, k)  # no zero-score matches
         values = np.zeros(len(matches.indices), dtype=np.float64)
         for row in range(len(term_ids)):
             m0, m1 = matches.indptr[row], matches.indptr[row + 1]

@@ -60,7 +60,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "exclude_history": "auto",  # "auto" | true | false (see the module docstring)
     "eval_batch": 256,  # histories scored at a time
     "device": "auto",  # "auto": cuda when available, else cpu
-    "threads": 0,  # torch CPU threads; 0 keeps torch's default
+    "threads": 0,  # torch CPU threads (process-wide); 0 keeps torch's default
 }
 
 
@@ -232,6 +232,18 @@ class SequentialAdapter(Adapter):
 
     # -- fit --
     def fit(self, train: TrainView) -> None:
+        self.prepare(train)
+        key = self._checkpoint_key(train)
+        self._history: list[EpochLog] = []
+        if self._load_checkpoint(key):
+            self._reused = True
+            return
+        self._reused = False
+        self._train(train.rec_valid)
+        self._save_checkpoint(key)
+
+    def prepare(self, train: TrainView) -> None:
+        """Everything before the first epoch: parameters, training windows, ranking rule, a fresh model."""
         torch = _torch()
         self._p = p = resolve_params(self.name, self.params, self.extra_defaults)
         if p["threads"]:
@@ -251,14 +263,6 @@ class SequentialAdapter(Adapter):
 
         torch.manual_seed(self.seed)
         self._model = self.make_model(n_items).to(self._device)
-        key = self._checkpoint_key(train)
-        self._history: list[EpochLog] = []
-        if self._load_checkpoint(key):
-            self._reused = True
-            return
-        self._reused = False
-        self._train(train.rec_valid)
-        self._save_checkpoint(key)
 
     def make_windows(self, seqs: list[np.ndarray]) -> list[np.ndarray]:
         """Training windows: each sequence cut into spans of at most max_len, counted from its end."""

@@ -35,6 +35,10 @@ def top_k_sparse_rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
     for start, end in zip(indptr[:-1], indptr[1:]):
         cols = indices[start:end]
         vals = data[start:end]
+        if len(vals) > 4 * k:  # a long row: keep only what can reach the top k (ties at the boundary included)
+            threshold = np.partition(vals, len(vals) - k)[len(vals) - k]
+            keep = vals >= threshold
+            cols, vals = cols[keep], vals[keep]
         order = np.lexsort((cols, -vals))
         out.append(cols[order[:k]].astype(np.int64))
     return out
