@@ -1,0 +1,248 @@
+"""Find, validate and group the result records a leaderboard is built from.
+
+Records are read from files alone (never from live objects) and every one goes through the harness's one
+validator (`harness.records.read_record_folder`). A record that cannot be used is skipped with a reason
+that names its file, so one bad submission never breaks the build.
+
+Numbers are only ever compared inside a `Group`: records of one dataset name measured on one dataset
+fingerprint under one protocol version. Records of the same dataset on another fingerprint (a rebuilt or
+changed dataset) or protocol version form a group of their own and get their own tables.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.records.files import RECORD_FILE, read_record_folder
+
+# Folders inside a results tree that never hold records: the runner's per-unit work files.
+_PRUNED_FOLDERS = frozenset({"units"})
+_PARALLEL_FROM = 64  # records; below this a process pool costs more than it saves
+
+
+@dataclass(frozen=True)
+class LoadedRecord:
+    """One validated record and where it came from (`path`: record.json relative to the records root)."""
+
+    path: str
+    record: dict
+
+    @property
+    def name(self) -> str:
+        return self.record["submission"]["name"]
+
+    @property
+    def display_name(self) -> str:
+        return self.record["submission"]["display_name"]
+
+    @property
+    def kind(self) -> str:
+        return self.record["submission"].get("kind") or "other"
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.record["submission"]["tasks"])
+
+    @property
+    def references(self) -> dict[str, str]:
+        return dict(self.record["submission"]["references"])
+
+    @property
+    def dataset(self) -> str:
+        return self.record["dataset"]["name"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.record["dataset"]["fingerprint"]
+
+    @property
+    def protocol_version(self) -> str:
+        return self.record["protocol"]["version"]
+
+    @property
+    def group_key(self) -> tuple[str, str, str]:
+        return (self.dataset, self.fingerprint, self.protocol_version)
+
+    @property
+    def finished_at(self) -> _dt.datetime:
+        return parse_timestamp(self.record["timing"]["finished_at"])
+
+    @property
+    def failed_units(self) -> list[dict]:
+        return [unit for unit in self.record["units"] if unit["status"] == "failed"]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record left out of the site, and why (the message names the file and the field at fault)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Group:
+    """Records whose numbers may share a column: one dataset, one fingerprint, one protocol version."""
+
+    dataset: str
+    fingerprint: str
+    protocol_version: str
+    records: list[LoadedRecord]
+    ks: list[int] = field(default_factory=list)
+    headline_k: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def latest(self) -> _dt.datetime:
+        return max(r.finished_at for r in self.records)
+
+    def by_name(self) -> dict[str, LoadedRecord]:
+        return {r.name: r for r in self.records}
+
+    def protocol_params(self) -> dict:
+        """The parameters of the headline K's records (they agree within a protocol version)."""
+        for r in self.records:
+            if r.record["protocol"]["params"]["headline_k"] == self.headline_k:
+                return r.record["protocol"]["params"]
+        return self.records[0].record["protocol"]["params"]
+
+
+@dataclass
+class Collection:
+    """Everything found under a records folder: usable records, grouped, and the skipped ones."""
+
+    root: Path
+    records: list[LoadedRecord]
+    skipped: list[Skipped]
+    groups: list[Group]
+
+    def datasets(self) -> list[str]:
+        return sorted({g.dataset for g in self.groups})
+
+    def groups_of(self, dataset: str) -> list[Group]:
+        """A dataset's groups, the current one first (the one with the most recently finished record)."""
+        return [g for g in self.groups if g.dataset == dataset]
+
+
+def parse_timestamp(text: str) -> _dt.datetime:
+    """An ISO-8601 timestamp with its offset (the schema requires one), as an aware datetime."""
+    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def find_record_folders(root: Path) -> list[Path]:
+    """Every folder under `root` holding a record.json, in a fixed (sorted) order.
+
+    The runner's `units/` work folders and hidden folders are not searched."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if d not in _PRUNED_FOLDERS and not d.startswith("."))
+        if RECORD_FILE in files:
+            found.append(Path(folder))
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def collect(root: str | Path) -> Collection:
+    """Read and validate every record under `root`, skip the unusable ones, and group the rest."""
+    root = Path(root)
+    if not root.is_dir():
+        raise HarnessError(f"{root}: no such records folder (run a submission first: `python -m harness run ...`)")
+    loaded: list[LoadedRecord] = []
+    skipped: list[Skipped] = []
+    folders = find_record_folders(root)
+    for folder, (record, error) in zip(folders, _read_all(folders)):
+        rel = (folder / RECORD_FILE).relative_to(root).as_posix()
+        if error is None:
+            loaded.append(LoadedRecord(rel, record))
+        else:
+            skipped.append(Skipped(rel, _relative_message(error, root)))
+    records, duplicates = _drop_duplicates(loaded)
+    skipped = sorted(skipped + duplicates, key=lambda s: s.path)
+    return Collection(root=root, records=records, skipped=skipped, groups=group_records(records))
+
+
+def _read_one(folder: Path) -> tuple[dict | None, str | None]:
+    """(record, None) or (None, the validator's message)."""
+    try:
+        return read_record_folder(folder), None
+    except HarnessError as exc:
+        return None, str(exc)
+
+
+def _read_all(folders: list[Path]) -> list[tuple[dict | None, str | None]]:
+    """Validate every folder, in order. JSON Schema validation costs ~10 ms a record in pure Python, so
+    large trees are validated on every core (results come back in order: the build stays deterministic)."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(folders) < _PARALLEL_FROM or workers < 2:
+        return [_read_one(folder) for folder in folders]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_read_one, folders, chunksize=max(1, len(folders) // (4 * workers))))
+
+
+def _drop_duplicates(loaded: list[LoadedRecord]) -> tuple[list[LoadedRecord], list[Skipped]]:
+    """One record per (dataset, fingerprint, protocol version, submission): the most recently finished
+    (the first by path among equals); the others are skipped, naming the one shown."""
+    chosen: dict[tuple, LoadedRecord] = {}
+    for r in loaded:
+        key = (*r.group_key, r.name)
+        if key not in chosen or r.finished_at > chosen[key].finished_at:
+            chosen[key] = r
+    kept = {id(r) for r in chosen.values()}
+    skipped = [
+        Skipped(r.path, f"{r.path}: submission {r.name!r} on {r.dataset} (fingerprint {r.fingerprint[7:19]}, "
+                        f"protocol {r.protocol_version}) has a later or equal record, which is shown instead: "
+                        f"{chosen[(*r.group_key, r.name)].path}")
+        for r in loaded if id(r) not in kept
+    ]
+    return [r for r in loaded if id(r) in kept], skipped
+
+
+def _relative_message(message: str, root: Path) -> str:
+    """Validator messages name absolute paths; the site shows them relative to the records folder, so a
+    build gives the same bytes wherever the folder lies."""
+    for prefix in (str(root.resolve()) + os.sep, str(root) + os.sep):
+        message = message.replace(prefix, "")
+    return message
+
+
+def group_records(records: list[LoadedRecord]) -> list[Group]:
+    """Groups sorted by dataset name, then the current group first (latest finished record), then by
+    fingerprint and protocol version so the order never depends on the file system."""
+    by_key: dict[tuple[str, str, str], list[LoadedRecord]] = {}
+    for r in records:
+        by_key.setdefault(r.group_key, []).append(r)
+    groups = []
+    for (dataset, fingerprint, version), members in by_key.items():
+        group = Group(dataset, fingerprint, version, sorted(members, key=lambda r: (r.name, r.path)))
+        _settle_protocol(group)
+        groups.append(group)
+    groups.sort(key=lambda g: (g.dataset, -g.latest.timestamp(), g.fingerprint, g.protocol_version))
+    return groups
+
+
+def _settle_protocol(group: Group) -> None:
+    """The group's cutoffs (the union of its records') and headline K (the one most records use).
+
+    Within one protocol version the parameters should agree; if they do not, the page says so."""
+    ks: set[int] = set()
+    headlines: Counter[int] = Counter()
+    for r in group.records:
+        params = r.record["protocol"]["params"]
+        ks.update(params["ks"])
+        headlines[params["headline_k"]] += 1
+    group.ks = sorted(ks)
+    group.headline_k = min(headlines, key=lambda k: (-headlines[k], k))
+    differing = sorted(
+        r.display_name for r in group.records if r.record["protocol"]["params"] != group.protocol_params()
+    )
+    if differing:
+        group.notes.append(
+            "these records use other protocol parameters than the rest of this table under the same protocol "
+            f"version {group.protocol_version}: {', '.join(differing)}"
+        )

@@ -1,0 +1,451 @@
+"""Build the static leaderboard site from a folder of result records.
+
+    build_site(records_dir, out_dir) -> BuildReport
+
+The site is self-contained (inline CSS and script, no CDN, relative links: it works from file:// and
+from any static host) and deterministic: the same records give the same bytes, so it can be committed
+and diffed. Nothing on it depends on the build's date or machine; the only times shown come from the
+records. Every string taken from a record goes through Jinja2's autoescaping.
+
+The site is built in a temporary folder beside `out_dir` and swapped in when complete, so a failed
+build never leaves a half-written site. A folder that was not built by this command is never replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from importlib import resources
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import markupsafe
+
+from harness import __version__
+from harness.errors import HarnessError
+from harness.io import canonical_json
+from harness.leaderboard.collect import Collection, Group, LoadedRecord, Skipped, collect
+from harness.leaderboard.tables import SIGNIFICANT_MARK, TASK_TITLES, Table, build_table
+from harness.leaderboard.views import FigureCopy, FigureFinder, Node, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
+
+# A file at the top of every built site: its presence is what allows a rebuild to replace the folder.
+SITE_MARKER = ".leaderboard-site"
+_MARKER_TEXT = "Built by `python -m harness leaderboard build`; rebuilt from the records, never edited by hand.\n"
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    records: int
+    skipped: list[Skipped]
+    groups: int
+    pages: int
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """What the CLI prints: one line per skipped record, then a summary."""
+        out = [f"skipped {s.reason}" if s.reason.startswith(s.path) else f"skipped {s.path}: {s.reason}" for s in self.skipped]
+        out += [f"note: {note}" for note in self.notes]
+        out.append(
+            f"built {self.pages} pages from {self.records} records ({len(self.skipped)} skipped) "
+            f"in {self.groups} tables -> {self.out / 'index.html'}"
+        )
+        return out
+
+
+# --- page values ---------------------------------------------------------------------------------
+
+
+@dataclass
+class GroupView:
+    id: str
+    group: Group
+    dataset_href: str
+    tables: list[Table]
+    sig_rule: str
+    params: dict
+    stats: list[tuple[str, str, str]] | None
+    html: markupsafe.Markup = markupsafe.Markup("")  # the rendered tables, shared by the index and dataset pages
+
+    @property
+    def short_fingerprint(self) -> str:
+        return short_fingerprint(self.group.fingerprint)
+
+    @property
+    def default_k(self) -> int:
+        return self.group.headline_k
+
+
+@dataclass
+class RecordView:
+    loaded: LoadedRecord
+    group_id: str
+    dataset_href: str
+    download: str
+    config_json: str
+    metrics: list[dict]
+    significance: list[dict]
+    units: list[dict]
+    environment: list[tuple[str, str]]
+    diagnostics: Node | None
+    adapter_params: Node
+
+
+@dataclass
+class Site:
+    """Everything the pages need, computed once: slugs, group views, per-submission record views."""
+
+    collection: Collection
+    dataset_slugs: dict[str, str]
+    submission_slugs: dict[str, str]
+    group_views: dict[int, GroupView] = field(default_factory=dict)
+    record_views: dict[str, list[RecordView]] = field(default_factory=dict)
+    figures: list[FigureCopy] = field(default_factory=list)
+    copies: list[tuple[LoadedRecord, str]] = field(default_factory=list)
+
+    def group_view(self, group: Group) -> GroupView:
+        return self.group_views[id(group)]
+
+
+def build_site(records_dir: str | Path, out_dir: str | Path) -> BuildReport:
+    """Validate every record under `records_dir` and write the site to `out_dir` (replaced when complete)."""
+    records_dir, out_dir = Path(records_dir), Path(out_dir)
+    _check_replaceable(out_dir)
+    collection = collect(records_dir)
+    site = _prepare(collection)
+    pages = _render_pages(site)
+    notes = sorted({note for view in site.group_views.values() for table in view.tables for note in table.notes}
+                   | {f"{g.dataset}: {note}" for g in collection.groups for note in g.notes})
+    _write_site(out_dir, pages, site)
+    return BuildReport(out_dir, len(collection.records), collection.skipped, len(collection.groups), len(pages), notes)
+
+
+def _prepare(collection: Collection) -> Site:
+    site = Site(
+        collection,
+        dataset_slugs=slugs(g.dataset for g in collection.groups),
+        submission_slugs=slugs(r.name for r in collection.records),
+    )
+    for group in collection.groups:
+        site.group_views[id(group)] = _group_view(site, group)
+    for group in collection.groups:
+        for loaded in group.records:
+            site.record_views.setdefault(loaded.name, []).append(_record_view(site, group, loaded))
+    return site
+
+
+def dataset_page(slug: str) -> str:
+    """Dataset pages sit beside index.html, so a group's tables render once and serve both pages."""
+    return f"dataset-{slug}.html"
+
+
+def _group_id(site: Site, group: Group) -> str:
+    version = "".join(c if c.isalnum() else "-" for c in group.protocol_version)
+    return f"{site.dataset_slugs[group.dataset]}-{short_fingerprint(group.fingerprint)}-p{version}"
+
+
+def _group_view(site: Site, group: Group) -> GroupView:
+    gid = _group_id(site, group)
+    params = group.protocol_params()
+    tables = [build_table(group, k, f"{gid}-k{k}") for k in group.ks]
+    return GroupView(
+        id=gid,
+        group=group,
+        dataset_href=dataset_page(site.dataset_slugs[group.dataset]),
+        tables=tables,
+        sig_rule=_significance_rule(params),
+        params=params,
+        stats=_stats_rows(group),
+    )
+
+
+def _significance_rule(params: dict) -> str:
+    """How the group's records decide significance, for the legend under its tables."""
+    corrected = "Holm-corrected p" if params.get("correction") == "holm" else "uncorrected p"
+    return f"{corrected} < {params.get('alpha', 0.05):g}"
+
+
+def _stats_rows(group: Group) -> list[tuple[str, str, str]] | None:
+    """Table 3's row as (header, shown value, sort value), from the first record that carries the stats;
+    None if none does (the page then says "not recorded")."""
+    for loaded in group.records:
+        stats = loaded.record["dataset"].get("stats")
+        if isinstance(stats, dict) and stats:
+            rows = []
+            for key, header, spec in _table3_columns():
+                value = stats.get(key)
+                known = isinstance(value, (int, float)) and not isinstance(value, bool)
+                rows.append((header, spec.format(value) if known else "not recorded", repr(value) if known else ""))
+            return rows
+    return None
+
+
+def _table3_columns() -> tuple[tuple[str, str, str], ...]:
+    from harness.data.stats import TABLE3_COLUMNS  # the one list of Table 3 columns, headers and formats
+
+    return TABLE3_COLUMNS
+
+
+def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
+    record = loaded.record
+    dataset_slug = site.dataset_slugs[group.dataset]
+    sub_slug = site.submission_slugs[loaded.name]
+    gid = _group_id(site, group)
+    figures = FigureFinder(site.collection.root / Path(loaded.path).parent, f"figures/{gid}/{sub_slug}")
+    diagnostics = record.get("diagnostics") or None
+    view = RecordView(
+        loaded=loaded,
+        group_id=gid,
+        dataset_href=f"../{dataset_page(dataset_slug)}#{gid}",
+        download=f"records/{gid}/{sub_slug}.json",
+        config_json=canonical_json(record["submission"].get("config", {})),
+        metrics=_metric_rows(record),
+        significance=_significance_rows(record),
+        units=_unit_rows(record),
+        environment=[(k, format_scalar(record["environment"][k])) for k in sorted(record["environment"])],
+        diagnostics=to_tree(diagnostics, figures) if diagnostics else None,
+        adapter_params=to_tree(record["submission"].get("params", {})),
+    )
+    site.figures.extend(figures.copies)
+    site.copies.append((loaded, view.download))
+    return view
+
+
+def _metric_rows(record: dict) -> list[dict]:
+    from harness.metrics.measures import Metric
+
+    seeds = [str(s) for s in record["seeds"]]
+    rows = []
+    for task in sorted(record["metrics"]):
+        for name in sorted(record["metrics"][task], key=Metric.parse):
+            value = record["metrics"][task][name]
+            rows.append({
+                "task": TASK_TITLES.get(task, task),
+                "metric": name,
+                "mean": format_scalar(value["mean"]) if value["mean"] is None else f"{value['mean']:.4f}",
+                "n": f"{value['n']:,}",
+                "per_seed": ["—" if value["per_seed"].get(s) is None else f"{value['per_seed'][s]:.4f}" for s in seeds],
+            })
+    return rows
+
+
+def _significance_rows(record: dict) -> list[dict]:
+    def num(x, spec):
+        return "—" if x is None else format(x, spec)
+
+    rows = []
+    for task in sorted(record["significance"]):
+        for row in record["significance"][task]:
+            rows.append({
+                "task": TASK_TITLES.get(task, task),
+                "metric": row["metric"],
+                "reference": row["reference"],
+                "n": f"{row['n']:,}",
+                "mean": num(row["mean"], ".4f"),
+                "reference_mean": num(row["reference_mean"], ".4f"),
+                "diff": num(row["diff"], "+.4f"),
+                "ci": f"[{num(row['ci_low'], '.4f')}, {num(row['ci_high'], '.4f')}]",
+                "t": num(row["t"], ".3f"),
+                "p": num(row["p"], ".3g"),
+                "p_holm": num(row["p_holm"], ".3g"),
+                "significant": bool(row["significant"]),
+            })
+    return rows
+
+
+def _unit_rows(record: dict) -> list[dict]:
+    rows = []
+    for unit in sorted(record["units"], key=lambda u: u["seed"]):
+        timings = unit.get("timings") or {}
+        retrieve = timings.get("retrieve_s") or {}
+        rows.append({
+            "seed": unit["seed"],
+            "status": unit["status"],
+            "fit": format_seconds(timings.get("fit_s")),
+            "retrieve": ", ".join(f"{TASK_TITLES.get(t, t).lower()} {format_seconds(retrieve[t])}" for t in sorted(retrieve)) or "—",
+            "info": to_tree(unit.get("adapter_info") or {}),
+            "error": unit["error"],
+        })
+    return rows
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("harness.leaderboard", "templates"),
+        autoescape=True,  # every page and include: a record's strings are always escaped
+        undefined=jinja2.StrictUndefined,  # a typo in a template is an error, not an empty string
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["seconds"] = format_seconds
+    env.filters["scalar"] = format_scalar
+    env.filters["short_fp"] = short_fingerprint
+    env.filters["tree"] = to_tree
+    return env
+
+
+def _asset(name: str) -> markupsafe.Markup:
+    """The inline CSS or script, verbatim (not a template: its braces are not Jinja's)."""
+    text = resources.files("harness.leaderboard").joinpath("templates", name).read_text(encoding="utf-8")
+    return markupsafe.Markup(text.strip())
+
+
+def _render_pages(site: Site) -> dict[str, str]:
+    """{site-relative path: HTML} for every page."""
+    env = _environment()
+    collection = site.collection
+    common = {
+        "harness_version": __version__,
+        "mark": SIGNIFICANT_MARK,
+        "n_records": len(collection.records),
+        "n_skipped": len(collection.skipped),
+        "latest": _latest_finish(collection.records),
+        "task_titles": TASK_TITLES,
+        "css": _asset("style.css"),
+        "js": _asset("site.js"),
+    }
+    macros = env.get_template("macros.html").make_module({**common, "root": ""})
+    for view in site.group_views.values():
+        view.html = markupsafe.Markup(str(macros.group_tables(view, site.submission_slugs)))
+    pages = {"index.html": _render(env, "index.html", common, root="", sections=_index_sections(site))}
+    for dataset in collection.datasets():
+        views = [site.group_view(g) for g in collection.groups_of(dataset)]
+        latest = max(views[0].group.records, key=lambda r: r.finished_at)
+        pages[dataset_page(site.dataset_slugs[dataset])] = _render(
+            env, "dataset.html", common, root="", dataset=dataset, groups=views,
+            dataset_info=to_tree({k: v for k, v in latest.record["dataset"].items() if k not in ("stats", "name", "fingerprint")}),
+            diagnostics=[(v, r) for v in views for r in v.group.records if r.record.get("diagnostics")],
+            submission_slugs=site.submission_slugs,
+        )
+    pages["datasets.html"] = _render(env, "datasets.html", common, root="", dataset_rows=_dataset_rows(site),
+                                     stat_headers=[header for _, header, _ in _table3_columns()])
+    for name in sorted(site.record_views):
+        views = site.record_views[name]
+        pages[f"submissions/{site.submission_slugs[name]}.html"] = _render(
+            env, "submission.html", common, root="../", name=name, records=views,
+            display_name=max(views, key=lambda v: v.loaded.finished_at).loaded.display_name,
+            submission_slugs=site.submission_slugs,
+        )
+    pages["submissions/index.html"] = _render(env, "submissions.html", common, root="../", submissions=_submission_list(site))
+    pages["report.html"] = _render(env, "report.html", common, root="", skipped=collection.skipped,
+                                   notes=_all_notes(site))
+    return pages
+
+
+def _latest_finish(records: list[LoadedRecord]) -> str | None:
+    """The latest `finished_at` among the records, as written there: the site's only date."""
+    return max(records, key=lambda r: r.finished_at).record["timing"]["finished_at"] if records else None
+
+
+def _render(env: jinja2.Environment, template: str, common: dict, **context) -> str:
+    return env.get_template(template).render(**common, **context)
+
+
+def _index_sections(site: Site) -> list[dict]:
+    sections = []
+    for dataset in site.collection.datasets():
+        groups = site.collection.groups_of(dataset)
+        sections.append({"dataset": dataset, "view": site.group_view(groups[0]), "others": len(groups) - 1,
+                         "submission_slugs": site.submission_slugs})
+    return sections
+
+
+def _dataset_rows(site: Site) -> list[dict]:
+    rows = []
+    for dataset in site.collection.datasets():
+        groups = site.collection.groups_of(dataset)
+        view = site.group_view(groups[0])
+        stats = view.stats or [(header, "—", "") for _, header, _ in _table3_columns()]
+        rows.append({
+            "name": dataset, "href": view.dataset_href, "fingerprint": view.short_fingerprint,
+            "protocol": view.group.protocol_version, "submissions": len(view.group.records), "tables": len(groups),
+            "stats": [("—" if text == "not recorded" else text, value) for _, text, value in stats],
+        })
+    return rows
+
+
+def _submission_list(site: Site) -> list[dict]:
+    out = []
+    for name in sorted(site.record_views, key=lambda n: (site.record_views[n][0].loaded.display_name.casefold(), n)):
+        views = site.record_views[name]
+        latest = max(views, key=lambda v: v.loaded.finished_at).loaded
+        out.append({
+            "name": name, "slug": site.submission_slugs[name], "display_name": latest.display_name,
+            "kind": latest.kind, "tasks": latest.tasks, "datasets": sorted({v.loaded.dataset for v in views}),
+            "failed": sum(len(v.loaded.failed_units) for v in views),
+        })
+    return out
+
+
+def _all_notes(site: Site) -> list[str]:
+    notes = set()
+    for view in site.group_views.values():
+        for note in view.group.notes:
+            notes.add(f"{view.group.dataset} ({view.short_fingerprint}, protocol {view.group.protocol_version}): {note}")
+        for table in view.tables:
+            for note in table.notes:
+                notes.add(f"{view.group.dataset} ({view.short_fingerprint}, protocol {view.group.protocol_version}): {note}")
+    return sorted(notes)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace a folder this command did not build (a mistyped --out must not delete work)."""
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / SITE_MARKER).is_file())):
+        raise HarnessError(
+            f"{out_dir}: exists and is not a site built by `harness leaderboard build` (no {SITE_MARKER} file); "
+            "refusing to replace it: choose another --out or remove it yourself"
+        )
+
+
+def _write_site(out_dir: Path, pages: dict[str, str], site: Site) -> None:
+    """Write everything into a temporary folder beside `out_dir`, then swap it in.
+
+    A directory cannot be renamed over a non-empty one, so the swap is two renames (old site aside, new
+    site in) with a window of microseconds in which `out_dir` is missing; never one with a partial site."""
+    out_dir = out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        _write_files(staging, pages, site)
+        _swap_in(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_files(staging: Path, pages: dict[str, str], site: Site) -> None:
+    (staging / SITE_MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
+    for rel, html in pages.items():
+        _write_text(staging / rel, html)
+    for loaded, rel in site.copies:
+        _write_text(staging / rel, canonical_json(loaded.record))
+    for figure in site.figures:
+        target = staging / figure.target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(figure.source, target)
+    os.chmod(staging, 0o755)  # mkdtemp makes it 0700; a static host must be able to read it
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode("utf-8"))  # bytes: no platform newline translation
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.rmdir(old)
+        os.rename(out_dir, old)
+    os.rename(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

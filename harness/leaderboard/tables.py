@@ -1,0 +1,231 @@
+"""The numbers of one leaderboard table, in the shape of the paper's Table 5, as plain values for templates.
+
+A table shows one group of records (one dataset fingerprint, one protocol version) at one cutoff K:
+rows are submissions, columns are Recall@K over all / head / torso targets for recommendation, then for
+search. Rules, each stated on the page as well:
+
+- "n/a": the submission does not serve the task; "—": it serves it but has no value (no query in the
+  segment, no finished seed, or K not measured by its protocol parameters).
+- Bold: the best value of the column over every row of the table, compared as shown (3 decimals), so
+  ties are all bold.
+- Improvement: for a submission that declares a reference for the task, (mean - reference mean) /
+  reference mean in %, with the reference's record from the same group; if that record is not there,
+  the reference mean stored in the significance row (headline K only).
+- Significance mark (‡): the record's paired t-test against its reference for that metric has
+  p_holm < alpha (the record's `significant`). Records test the headline K only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.leaderboard.collect import Group, LoadedRecord
+from harness.metrics.measures import SEGMENTS, Metric
+
+TASKS = ("rec", "search")
+TASK_TITLES = {"rec": "Recommendation", "search": "Search"}
+SEGMENT_TITLES = {"all": "All", "head": "Head", "torso": "Torso"}
+SIGNIFICANT_MARK = "‡"
+# Blocks of rows, in page order; a kind not listed here gets a block of its own after these.
+BLOCK_TITLES = {"generative": "Generative retrieval methods", "baseline": "Baselines (for reference)"}
+DECIMALS = 3
+
+
+@dataclass(frozen=True)
+class Column:
+    task: str
+    segment: str
+    metric: str  # the metric's name, e.g. "R@30/head": the key in records and the column on the page
+    n: int | None  # queries in the segment (the same for every record of a group), None if no record has it
+
+
+@dataclass
+class Cell:
+    text: str  # what the page shows: "0.119", "n/a" or "—"
+    sort_value: str  # data-sort: the value for the sorting script ("" sorts last)
+    value: float | None = None
+    best: bool = False
+    significant: bool = False
+    improvement: str | None = None  # "+16%", "−18%", "(–)" when the reference scores 0
+    title: str = ""  # the tooltip: what the number is and its test
+    css: str = ""  # class attribute: gap (first column of a task), na, best, sig
+
+    @property
+    def trend(self) -> str:
+        """"up" / "down" for a positive / negative improvement (coloured on the page), else ""."""
+        if self.improvement is None:
+            return ""
+        return "up" if self.improvement.startswith("+") else "down" if self.improvement.startswith("−") else ""
+
+
+@dataclass
+class Row:
+    name: str
+    display_name: str
+    kind: str
+    cells: list[Cell]
+    failed_seeds: int = 0
+    seeds: int = 0
+
+
+@dataclass
+class Block:
+    title: str
+    rows: list[Row]
+
+
+@dataclass
+class Table:
+    id: str
+    k: int
+    columns: list[Column]
+    blocks: list[Block]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[Row]:
+        return [row for block in self.blocks for row in block.rows]
+
+
+def format_value(value: float | None) -> str:
+    return "—" if value is None else f"{value:.{DECIMALS}f}"
+
+
+def format_percent(change: float) -> str:
+    """+16%, −18% (a true minus sign, as typeset in the paper); ±0% when it rounds to no change."""
+    rounded = round(change)
+    if rounded == 0:
+        return "±0%"
+    sign = "+" if rounded > 0 else "−"
+    return f"{sign}{abs(rounded):,}%"
+
+
+def build_table(group: Group, k: int, table_id: str) -> Table:
+    columns = [
+        Column(task, segment, str(Metric("R", k, segment)), _segment_size(group, task, str(Metric("R", k, segment))))
+        for task in TASKS
+        for segment in SEGMENTS
+    ]
+    by_name = group.by_name()
+    notes: list[str] = []
+    rows = [_row(r, columns, by_name, notes) for r in group.records]
+    _mark_best(rows, len(columns))
+    for row in rows:
+        for cell, column in zip(row.cells, columns):
+            cell.css = _classes(cell, column)
+    return Table(table_id, k, columns, _blocks(rows, group.records), notes=sorted(set(notes)))
+
+
+def _segment_size(group: Group, task: str, metric: str) -> int | None:
+    for r in group.records:
+        value = r.record["metrics"].get(task, {}).get(metric)
+        if value is not None:
+            return value["n"]
+    return None
+
+
+def _row(r: LoadedRecord, columns: list[Column], by_name: dict[str, LoadedRecord], notes: list[str]) -> Row:
+    cells = [_cell(r, column, by_name, notes) for column in columns]
+    return Row(r.name, r.display_name, r.kind, cells, failed_seeds=len(r.failed_units), seeds=len(r.record["seeds"]))
+
+
+def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], notes: list[str]) -> Cell:
+    task, metric = column.task, column.metric
+    if task not in r.tasks:
+        return Cell("n/a", "", title=f"{r.display_name} does not serve {TASK_TITLES[task].lower()}")
+    value = r.record["metrics"].get(task, {}).get(metric)
+    if value is None or value["mean"] is None:
+        why = "not measured" if value is None else "no query in this segment"
+        if value is not None and not value["per_seed"]:
+            why = "no seed finished"
+        return Cell("—", "", title=f"{metric} ({TASK_TITLES[task].lower()}): {why}")
+    mean = float(value["mean"])
+    cell = Cell(format_value(mean), repr(round(mean, DECIMALS)), value=mean)
+    lines = [f"{r.display_name}, {TASK_TITLES[task].lower()} {metric} = {mean:.4f} over {value['n']:,} queries"]
+    reference = r.references.get(task)
+    test = _test_row(r, task, metric)
+    if reference is not None:
+        ref_mean = _reference_mean(reference, task, metric, by_name, test)
+        if ref_mean is None:
+            notes.append(
+                f"{r.display_name} names {reference!r} as its {TASK_TITLES[task].lower()} reference, "
+                "which has no record on this fingerprint and protocol version: no improvement shown"
+            )
+        elif ref_mean == 0:
+            cell.improvement = "(–)"
+            lines.append(f"its reference {reference} scores 0: no relative improvement")
+        else:
+            cell.improvement = format_percent((mean - ref_mean) / ref_mean * 100.0)
+            lines.append(f"{cell.improvement} over its reference {reference} ({ref_mean:.4f})")
+    if test is not None:
+        cell.significant = bool(test["significant"])
+        lines.append(_describe_test(test))
+    cell.title = "\n".join(lines)
+    return cell
+
+
+def _test_row(r: LoadedRecord, task: str, metric: str) -> dict | None:
+    for row in r.record["significance"].get(task, []):
+        if row["metric"] == metric:
+            return row
+    return None
+
+
+def _reference_mean(
+    reference: str, task: str, metric: str, by_name: dict[str, LoadedRecord], test: dict | None
+) -> float | None:
+    ref = by_name.get(reference)
+    if ref is not None:
+        value = ref.record["metrics"].get(task, {}).get(metric)
+        if value is not None and value["mean"] is not None:
+            return float(value["mean"])
+    if test is not None and test["reference_mean"] is not None:
+        return float(test["reference_mean"])
+    return None
+
+
+def _describe_test(test: dict) -> str:
+    """The tooltip line for one paired t-test row."""
+    def num(x, spec=".4f"):
+        return "n/a" if x is None else format(x, spec)
+
+    verdict = "significant" if test["significant"] else "not significant"
+    return (
+        f"paired t-test vs {test['reference']}: diff {num(test['diff'], '+.4f')} "
+        f"[{num(test['ci_low'])}, {num(test['ci_high'])}], p = {num(test['p'], '.3g')}, "
+        f"Holm p = {num(test['p_holm'], '.3g')}, {verdict} at α = {test['alpha']:g} (n = {test['n']:,})"
+    )
+
+
+def _mark_best(rows: list[Row], n_columns: int) -> None:
+    """Bold the best shown value of each column (ties included)."""
+    for i in range(n_columns):
+        shown = [round(row.cells[i].value, DECIMALS) for row in rows if row.cells[i].value is not None]
+        if not shown:
+            continue
+        best = max(shown)
+        for row in rows:
+            cell = row.cells[i]
+            cell.best = cell.value is not None and round(cell.value, DECIMALS) == best
+
+
+def _classes(cell: Cell, column: Column) -> str:
+    flags = {"gap": column.segment == SEGMENTS[0], "na": cell.value is None, "best": cell.best, "sig": cell.significant}
+    return " ".join(name for name, on in flags.items() if on)
+
+
+def _blocks(rows: list[Row], records: list[LoadedRecord]) -> list[Block]:
+    """Rows by kind (generative, baselines, then any other kind); inside a block, submissions that serve as
+    someone's reference first (task-specific models before the joint one, as in Table 5), then by name."""
+    referenced = {ref for r in records for ref in r.references.values()}
+    has_reference = {r.name for r in records if r.references}
+    kinds = list(BLOCK_TITLES) + sorted({row.kind for row in rows} - set(BLOCK_TITLES))
+    blocks = []
+    for kind in kinds:
+        members = [row for row in rows if row.kind == kind]
+        if not members:
+            continue
+        members.sort(key=lambda row: (row.name in has_reference and row.name not in referenced,
+                                      row.display_name.casefold(), row.name))
+        blocks.append(Block(BLOCK_TITLES.get(kind, f"Other submissions ({kind})"), members))
+    return blocks

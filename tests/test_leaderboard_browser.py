@@ -1,0 +1,262 @@
+"""The leaderboard as a reader sees it: records made by the real runner on sim1, the site built from them,
+opened in headless Chromium (Debian's `chromium`; CI installs it).
+
+Chromium is driven from the command line only: `--dump-dom` prints the DOM after the page's script ran,
+and `--screenshot` saves what it looks like. Sorting is checked through the page's own fragment hook,
+`#sort=TABLE:COLUMN:DIRECTION`, which clicks the column's header button (`button.click()`, the same
+handler a mouse click runs) until the table is sorted that way; the dumped DOM then shows the row order.
+This needs no DevTools-protocol client (no websocket package is a dependency of this project).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.data.compile import build_dataset
+from harness.leaderboard import build_site
+from harness.records.validate import read_record
+from test_leaderboard import XSS, board_rows, cell_value, parse_html
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts" / "leaderboard"
+
+
+def _find_chromium() -> str | None:
+    for name in (os.environ.get("HARNESS_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+CHROMIUM = _find_chromium()
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="headless chromium is not installed (apt-get install -y chromium; "
+                                                "CI installs it); set HARNESS_CHROMIUM to use another binary"),
+]
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+        f"--user-data-dir={profile}", *args,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def dump_dom(tmp_path: Path, url: str, *extra: str):
+    return parse_html(chromium(tmp_path, *extra, "--dump-dom", url))
+
+
+# --- records from the runner --------------------------------------------------------------------------
+
+# Ranks by the training popularity of both tasks together: a stand-in for a joint model, so the runner
+# computes real paired tests against Pop_R and Pop_S. Seed 1 fails, as a diverging training run would.
+JOINT_ADAPTER = """
+import numpy as np
+from harness.protocol.adapter import Adapter
+
+class JointPopularity(Adapter):
+    def fit(self, train):
+        if self.seed == 1:
+            raise RuntimeError("loss became NaN at step 1200")
+        counts = train.catalogue.popularity("rec") + train.catalogue.popularity("search")
+        self.order = np.argsort(-counts, kind="stable")
+
+    def retrieve(self, task, requests, k):
+        return np.broadcast_to(self.order[:k], (len(requests), k))
+"""
+
+
+def write_submission(root: Path, name: str, *, display_name: str, kind: str, tasks, seeds, references=None) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    refs = "".join(f'{task} = "{ref}"\n' for task, ref in (references or {}).items())
+    (folder / "config.toml").write_text(textwrap.dedent(f"""
+        [submission]
+        display_name = {json.dumps(display_name)}
+        adapter = "adapter.py:JointPopularity"
+        kind = "{kind}"
+        tasks = {json.dumps(list(tasks))}
+        datasets = ["sim1"]
+        seeds = {json.dumps(list(seeds))}
+        """) + (f"[references]\n{refs}" if refs else ""))
+    (folder / "adapter.py").write_text(textwrap.dedent(JOINT_ADAPTER))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """(records folder, site folder) after running Pop_R, Pop_S, a joint stand-in and a hostile name on sim1."""
+    tmp = tmp_path_factory.mktemp("leaderboard-e2e")
+    build_dataset("sim1")
+    results, site = tmp / "results", tmp / "site"
+    for name in ("pop_rec", "pop_search"):
+        assert main(["run", str(REPO / "submissions" / name), "-d", "sim1", "--out", str(results), "--no-progress"]) == 0
+    joint = write_submission(tmp / "subs", "joint_pop", display_name="Joint_Pop", kind="generative",
+                             tasks=("rec", "search"), seeds=(0, 1), references={"rec": "pop_rec", "search": "pop_search"})
+    hostile = write_submission(tmp / "subs", "hostile", display_name=XSS, kind="baseline", tasks=("rec",), seeds=(0,))
+    assert main(["run", str(joint), "--out", str(results), "--no-progress"]) == 1  # seed 1 fails, on purpose
+    assert main(["run", str(hostile), "--out", str(results), "--no-progress"]) == 0
+    report = build_site(results, site)
+    assert report.records == 4 and not report.skipped
+    return results, site
+
+
+def records(results: Path) -> dict[str, dict]:
+    return {p.parent.name: read_record(p) for p in sorted((results / "sim1").glob("*/record.json"))}
+
+
+def sim1_table(page, k: int):
+    tables = [t for t in page.find_all("table", class_="board") if t.attrs["id"].startswith("sim1-")
+              and t.attrs["id"].endswith(f"-k{k}")]
+    assert len(tables) == 1
+    return tables[0]
+
+
+# --- the checks ------------------------------------------------------------------------------------
+
+
+def test_tables_marks_and_escaping_as_rendered(built, tmp_path):
+    results, site = built
+    recs = records(results)
+    page = dump_dom(tmp_path, (site / "index.html").as_uri())
+    assert "js" in page.find("html").classes()  # the script ran
+    assert page.find("body").attrs.get("data-ready") == "true"
+    assert len(page.find_all("script")) == 1  # the page's own: the hostile display name stayed text
+    assert [b.text() for b in page.find_all("button", class_="sort")][:7] == ["Submission", "All", "Head", "Torso",
+                                                                               "All", "Head", "Torso"]
+    table = sim1_table(page, 10)
+    rows = dict(board_rows(table))
+    assert set(rows) == {"pop_rec", "pop_search", "joint_pop", "hostile"}
+    columns = [(task, seg) for task in ("rec", "search") for seg in ("", "/head", "/torso")]
+    for name, cells in rows.items():
+        record = recs[name]
+        for (task, seg), text in zip(columns, cells):
+            if task not in record["submission"]["tasks"]:
+                assert text == "n/a", (name, task)
+            else:
+                assert cell_value(text) == f"{record['metrics'][task][f'R@10{seg}']['mean']:.3f}", (name, task, seg)
+    # significance marks exactly where the joint record's Holm-corrected tests say so
+    joint_row = table.find("tr", data_submission="joint_pop")
+    tests = {(task, row["metric"]): row["significant"] for task, rows_ in recs["joint_pop"]["significance"].items()
+             for row in rows_}
+    assert len(tests) == 6  # the runner tested R@10 all/head/torso for both tasks
+    for (task, seg), td in zip(columns, joint_row.find_all("td")):
+        assert bool(td.find_all("sup", class_="sig")) == tests[(task, f"R@10{seg}")], (task, seg)
+    assert "1/2 seeds failed" in joint_row.text()
+    hostile = table.find("tr", data_submission="hostile").find("a")
+    assert hostile.text() == XSS
+    # the other cutoffs are in the page and switchable
+    assert {p.attrs["data-k"] for p in page.find_all("section", class_="k-panel")
+            if p.attrs["data-group"].startswith("sim1-")} == {"1", "5", "10"}
+    assert "hidden" not in page.find("div", class_="k-switch").attrs
+
+
+def _column_values(table, col: int) -> list[list[str]]:
+    """Per row block, the shown values of a column (name column: the display names) in page order."""
+    out = []
+    for body in table.find_all("tbody", class_="rows"):
+        block = []
+        for tr in body.find_all("tr"):
+            block.append(tr.find("th").text().strip() if col == 0 else cell_value(tr.find_all("td")[col - 1].text()))
+        out.append(block)
+    return out
+
+
+def _expected(values: list[str], descending: bool) -> list[str]:
+    numbers = sorted((v for v in values if v not in ("n/a", "—")), key=float, reverse=descending)
+    return numbers + [v for v in values if v in ("n/a", "—")]
+
+
+@pytest.mark.parametrize("col, direction", [(1, "descending"), (1, "ascending"), (4, "descending"), (0, "ascending")])
+def test_sorting_by_a_column(built, tmp_path, col, direction):
+    _, site = built
+    original = parse_html((site / "index.html").read_text())
+    table_id = sim1_table(original, 5).attrs["id"]  # a cutoff that is not the default: the hook shows it
+    page = dump_dom(tmp_path, f"{(site / 'index.html').as_uri()}#sort={table_id}:{col}:{direction}")
+    table = page.find("table", id=table_id)
+    header = table.find("th", data_col=str(col))
+    assert header.attrs.get("aria-sort") == direction
+    assert [h for h in table.find_all("th") if h.attrs.get("aria-sort")] == [header]
+    panel = [p for p in page.find_all("section", class_="k-panel") if p.find_all("table", id=table_id)][0]
+    assert "active" in panel.classes()
+    before, after = _column_values(sim1_table(original, 5), col), _column_values(table, col)
+    assert len(after) == 2 and any(len(block) > 1 for block in after)  # both blocks, sorted each on its own
+    for block_before, block_after in zip(before, after):
+        if col == 0:
+            assert block_after == sorted(block_before, key=str.casefold)
+        else:
+            assert block_after == _expected(block_before, direction == "descending")
+    if col == 1 and direction == "descending":
+        assert after != before or sorted(before[0]) == before[0]  # the check above is not vacuous
+
+
+def test_cutoff_switch_from_a_link(built, tmp_path):
+    _, site = built
+    page = dump_dom(tmp_path, f"{(site / 'index.html').as_uri()}#k=5")
+    group = sim1_table(page, 5).attrs["id"].rsplit("-k", 1)[0]
+    active = [p.attrs["data-k"] for p in page.find_all("section", class_="k-panel", data_group=group)
+              if "active" in p.classes()]
+    assert active == ["5"]
+    switch = page.find("div", class_="k-switch", data_group=group)
+    assert [b.text() for b in switch.find_all("button") if b.attrs["aria-pressed"] == "true"] == ["R@5"]
+
+
+def test_reads_correctly_with_scripts_off(built, tmp_path):
+    """A reader with scripts off. Headless Chromium's --dump-dom and --screenshot need scripting themselves
+    (--blink-settings=scriptEnabled=false makes them return nothing), so the page is opened from a copy of
+    the site with its one script element removed: exactly what a browser without scripts renders."""
+    _, site = built
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    html = (copy / "index.html").read_text()
+    start, end = html.index("<script>"), html.index("</script>") + len("</script>")
+    (copy / "index.html").write_text(html[:start] + html[end:])
+    page = dump_dom(tmp_path, (copy / "index.html").as_uri())
+    assert not page.find_all("script")
+    assert "js" not in page.find("html").classes()  # CSS hides other cutoffs only under html.js
+    assert not page.find_all("button", class_="sort")  # headers are plain text
+    assert "hidden" in page.find("div", class_="k-switch").attrs  # no dead buttons
+    assert [t.find("caption").text().split(" on ")[0] for t in page.find_all("table", class_="board")] == [
+        "Recall@1", "Recall@5", "Recall@10 (headline cutoff)"]  # every cutoff, each saying which it is
+    assert "n/a" in sim1_table(page, 10).text() and "Joint_Pop" in sim1_table(page, 10).text()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    target = ARTIFACTS / "index-no-script.png"
+    target.unlink(missing_ok=True)
+    chromium(tmp_path, "--window-size=1360,2400", f"--screenshot={target}", (copy / "index.html").as_uri())
+    assert _png_size(target) == (1360, 2400) and target.stat().st_size > 30_000
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_screenshots_are_saved_as_artifacts(built, tmp_path):
+    results, site = built
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots = {
+        "index.png": site / "index.html",
+        "dataset-sim1.png": site / "dataset-sim1.html",
+        "submission-joint.png": site / "submissions" / "joint_pop.html",
+    }
+    for name, page in shots.items():
+        target = ARTIFACTS / name
+        target.unlink(missing_ok=True)
+        chromium(tmp_path, "--window-size=1360,1500", f"--screenshot={target}", page.as_uri())
+        assert _png_size(target) == (1360, 1500)
+        assert target.stat().st_size > 30_000, f"{target} looks blank"  # a white page compresses to a few kB
