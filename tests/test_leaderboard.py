@@ -215,6 +215,18 @@ def test_every_cutoff_has_a_table_and_the_headline_is_shown_first(records_dir, t
         assert pressed == [f"R@{headline}"]
 
 
+def test_reference_scoring_zero_gives_no_percentage(tmp_path):
+    root = tmp_path / "results"
+    ref = synthetic_record(LINEUP[0], "sim1")
+    ref["metrics"]["rec"]["R@10/torso"].update(mean=0.0, per_seed={"0": 0.0, "1": 0.0})
+    joint = synthetic_record(LINEUP[2], "sim1")
+    write_records(root, [ref, joint])
+    build_site(root, tmp_path / "site")
+    index = parse_html((tmp_path / "site" / "index.html").read_text())
+    cells = dict(board_rows(headline_table(index, "sim1-", 10)))["joint_t5"]
+    assert cells[2].endswith("(–)") and cells[0].endswith("%)")
+
+
 def test_dataset_page_shows_table3_stats_or_says_not_recorded(tmp_path):
     root = tmp_path / "results"
     with_stats = synthetic_record(LINEUP[3], "sim1")
@@ -227,6 +239,10 @@ def test_dataset_page_shows_table3_stats_or_says_not_recorded(tmp_path):
     assert stats["R # users"] == "200" and stats["S avg rel/query"] == "2.00" and stats["KLD(R||S)"] == "0.12"
     assert len(stats) == 11
     assert "not recorded" in (tmp_path / "site" / "dataset-sim2.html").read_text()
+    listing = parse_html((tmp_path / "site" / "datasets.html").read_text())
+    rows = {tr.find("th").text(): [td.text() for td in tr.find_all("td")] for tr in listing.find("tbody").find_all("tr")}
+    assert rows["sim1"][:4] == [with_stats["dataset"]["fingerprint"][7:19], "1", "1", "1"]
+    assert rows["sim1"][5] == "200" and rows["sim2"][4:] == ["—"] * 11
 
 
 # --- bad records, groups ----------------------------------------------------------------------------
@@ -389,6 +405,29 @@ def test_diagnostic_figures_are_copied_and_paths_outside_the_record_refused(tmp_
     text = sub.text()
     assert "../../secret.svg" in text and "nope.png" in text  # shown as plain strings, not as figures
     assert "0.25" in text
+
+
+def test_valid_but_unusual_records_still_build(tmp_path):
+    """What the schema allows must render: a measure this harness does not compute, timestamps in Z with a
+    one-digit fraction, free-form values of every JSON type, a kind of its own."""
+    root = tmp_path / "results"
+    record = synthetic_record(LINEUP[3], "sim1:q_match=0.5")
+    record["metrics"]["rec"]["NDCG@10"] = {"mean": 0.5, "n": 10, "per_seed": {"0": 0.5, "1": 0.5}}
+    record["timing"]["finished_at"] = "2024-05-01T12:00:00.5Z"
+    record["submission"]["kind"] = "hybrid"
+    record["units"][0]["adapter_info"] = {"nested": {"list": [1, "two", None, True, 2.5e-9]}, "empty": {}}
+    record["dataset"]["stats"] = {"rec_users": True, "rec_items": "many"}
+    write_records(root, [record])
+    build_site(root, tmp_path / "site")
+    sub = parse_html((tmp_path / "site" / "submissions" / "pop_rec.html").read_text())
+    metrics = [tr.find_all("td")[1].text() for tr in sub.find_all("tr") if len(tr.find_all("td")) > 4
+               and tr.find_all("td")[0].text() == "Recommendation"]
+    assert metrics[0] == "R@1" and metrics[-1] == "NDCG@10"
+    assert "1, two, —, yes, 2.5e-09" in sub.text()
+    index = parse_html((tmp_path / "site" / "index.html").read_text())
+    assert "Other submissions (hybrid)" in index.text()
+    page = next((tmp_path / "site").glob("dataset-sim1*.html")).read_text()
+    assert page.count("not recorded") == 11  # bools and strings are not statistics
 
 
 # --- determinism and writing ------------------------------------------------------------------------

@@ -12,7 +12,9 @@ changed dataset) or protocol version form a group of their own and get their own
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +70,7 @@ class LoadedRecord:
     def group_key(self) -> tuple[str, str, str]:
         return (self.dataset, self.fingerprint, self.protocol_version)
 
-    @property
+    @functools.cached_property  # a frozen dataclass still has a __dict__ for the cache
     def finished_at(self) -> _dt.datetime:
         return parse_timestamp(self.record["timing"]["finished_at"])
 
@@ -129,9 +131,20 @@ class Collection:
         return [g for g in self.groups if g.dataset == dataset]
 
 
+_TIMESTAMP = re.compile(r"^(?P<base>.+T\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<offset>Z|[+-]\d\d:\d\d)$")
+
+
 def parse_timestamp(text: str) -> _dt.datetime:
-    """An ISO-8601 timestamp with its offset (the schema requires one), as an aware datetime."""
-    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """An ISO-8601 timestamp with its offset, as the schema writes it, as an aware datetime.
+
+    Parsed by hand around fromisoformat, which before Python 3.11 takes neither "Z" nor a fraction of
+    other than 3 or 6 digits (the schema allows any)."""
+    match = _TIMESTAMP.match(text)
+    if match is None:  # the validator's pattern rules this out
+        raise HarnessError(f"timestamp {text!r} is not ISO-8601 with an offset")
+    fraction = (match["fraction"] or "").ljust(6, "0")[:6]
+    offset = "+00:00" if match["offset"] == "Z" else match["offset"]
+    return _dt.datetime.fromisoformat(f"{match['base']}.{fraction}{offset}")
 
 
 def find_record_folders(root: Path) -> list[Path]:
@@ -238,9 +251,8 @@ def _settle_protocol(group: Group) -> None:
         headlines[params["headline_k"]] += 1
     group.ks = sorted(ks)
     group.headline_k = min(headlines, key=lambda k: (-headlines[k], k))
-    differing = sorted(
-        r.display_name for r in group.records if r.record["protocol"]["params"] != group.protocol_params()
-    )
+    reference_params = group.protocol_params()
+    differing = sorted(r.display_name for r in group.records if r.record["protocol"]["params"] != reference_params)
     if differing:
         group.notes.append(
             "these records use other protocol parameters than the rest of this table under the same protocol "

@@ -116,10 +116,9 @@ def build_site(records_dir: str | Path, out_dir: str | Path) -> BuildReport:
     collection = collect(records_dir)
     site = _prepare(collection)
     pages = _render_pages(site)
-    notes = sorted({note for view in site.group_views.values() for table in view.tables for note in table.notes}
-                   | {f"{g.dataset}: {note}" for g in collection.groups for note in g.notes})
     _write_site(out_dir, pages, site)
-    return BuildReport(out_dir, len(collection.records), collection.skipped, len(collection.groups), len(pages), notes)
+    return BuildReport(out_dir, len(collection.records), collection.skipped, len(collection.groups), len(pages),
+                       _all_notes(site))
 
 
 def _prepare(collection: Collection) -> Site:
@@ -214,12 +213,10 @@ def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
 
 
 def _metric_rows(record: dict) -> list[dict]:
-    from harness.metrics.measures import Metric
-
     seeds = [str(s) for s in record["seeds"]]
     rows = []
     for task in sorted(record["metrics"]):
-        for name in sorted(record["metrics"][task], key=Metric.parse):
+        for name in sorted(record["metrics"][task], key=_metric_order):
             value = record["metrics"][task][name]
             rows.append({
                 "task": TASK_TITLES.get(task, task),
@@ -229,6 +226,17 @@ def _metric_rows(record: dict) -> list[dict]:
                 "per_seed": ["—" if value["per_seed"].get(s) is None else f"{value['per_seed'][s]:.4f}" for s in seeds],
             })
     return rows
+
+
+def _metric_order(name: str) -> tuple:
+    """Metrics this harness knows in Metric order (R@1, R@1/head, ..., R@30/torso); others (a measure the
+    schema allows but this harness does not compute) after them, by name."""
+    from harness.metrics.measures import Metric
+
+    try:
+        return (0, Metric.parse(name), "")
+    except HarnessError:
+        return (1, None, name)
 
 
 def _significance_rows(record: dict) -> list[dict]:
@@ -314,17 +322,31 @@ def _render_pages(site: Site) -> dict[str, str]:
     for view in site.group_views.values():
         view.html = markupsafe.Markup(str(macros.group_tables(view, site.submission_slugs)))
     pages = {"index.html": _render(env, "index.html", common, root="", sections=_index_sections(site))}
-    for dataset in collection.datasets():
-        views = [site.group_view(g) for g in collection.groups_of(dataset)]
-        latest = max(views[0].group.records, key=lambda r: r.finished_at)
+    pages["datasets.html"] = _render(env, "datasets.html", common, root="", dataset_rows=_dataset_rows(site),
+                                     stat_headers=[header for _, header, _ in _table3_columns()])
+    pages.update(_dataset_pages(env, common, site))
+    pages.update(_submission_pages(env, common, site))
+    pages["report.html"] = _render(env, "report.html", common, root="", skipped=collection.skipped,
+                                   notes=_all_notes(site))
+    return pages
+
+
+def _dataset_pages(env: jinja2.Environment, common: dict, site: Site) -> dict[str, str]:
+    pages = {}
+    for dataset in site.collection.datasets():
+        views = [site.group_view(g) for g in site.collection.groups_of(dataset)]
+        latest = max(views[0].group.records, key=lambda r: r.finished_at).record["dataset"]
         pages[dataset_page(site.dataset_slugs[dataset])] = _render(
             env, "dataset.html", common, root="", dataset=dataset, groups=views,
-            dataset_info=to_tree({k: v for k, v in latest.record["dataset"].items() if k not in ("stats", "name", "fingerprint")}),
+            dataset_info=to_tree({k: v for k, v in latest.items() if k not in ("stats", "name", "fingerprint")}),
             diagnostics=[(v, r) for v in views for r in v.group.records if r.record.get("diagnostics")],
             submission_slugs=site.submission_slugs,
         )
-    pages["datasets.html"] = _render(env, "datasets.html", common, root="", dataset_rows=_dataset_rows(site),
-                                     stat_headers=[header for _, header, _ in _table3_columns()])
+    return pages
+
+
+def _submission_pages(env: jinja2.Environment, common: dict, site: Site) -> dict[str, str]:
+    pages = {}
     for name in sorted(site.record_views):
         views = site.record_views[name]
         pages[f"submissions/{site.submission_slugs[name]}.html"] = _render(
@@ -332,9 +354,8 @@ def _render_pages(site: Site) -> dict[str, str]:
             display_name=max(views, key=lambda v: v.loaded.finished_at).loaded.display_name,
             submission_slugs=site.submission_slugs,
         )
-    pages["submissions/index.html"] = _render(env, "submissions.html", common, root="../", submissions=_submission_list(site))
-    pages["report.html"] = _render(env, "report.html", common, root="", skipped=collection.skipped,
-                                   notes=_all_notes(site))
+    pages["submissions/index.html"] = _render(env, "submissions.html", common, root="../",
+                                              submissions=_submission_list(site))
     return pages
 
 
@@ -384,13 +405,12 @@ def _submission_list(site: Site) -> list[dict]:
 
 
 def _all_notes(site: Site) -> list[str]:
+    """Every group's and table's notes, each prefixed with where it applies."""
     notes = set()
     for view in site.group_views.values():
-        for note in view.group.notes:
-            notes.add(f"{view.group.dataset} ({view.short_fingerprint}, protocol {view.group.protocol_version}): {note}")
-        for table in view.tables:
-            for note in table.notes:
-                notes.add(f"{view.group.dataset} ({view.short_fingerprint}, protocol {view.group.protocol_version}): {note}")
+        where = f"{view.group.dataset} ({view.short_fingerprint}, protocol {view.group.protocol_version})"
+        for note in [*view.group.notes, *(note for table in view.tables for note in table.notes)]:
+            notes.add(f"{where}: {note}")
     return sorted(notes)
 
 

@@ -46,7 +46,7 @@ class Cell:
     value: float | None = None
     best: bool = False
     significant: bool = False
-    improvement: str | None = None  # "+16%", "−18%", "(–)" when the reference scores 0
+    improvement: str | None = None  # "+16%", "−18%", "±0%"; "–" when the reference scores 0
     title: str = ""  # the tooltip: what the number is and its test
     css: str = ""  # class attribute: gap (first column of a task), na, best, sig
 
@@ -152,7 +152,7 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
                 "which has no record on this fingerprint and protocol version: no improvement shown"
             )
         elif ref_mean == 0:
-            cell.improvement = "(–)"
+            cell.improvement = "–"
             lines.append(f"its reference {reference} scores 0: no relative improvement")
         else:
             cell.improvement = format_percent((mean - ref_mean) / ref_mean * 100.0)
