@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pytest
 
 from harness.data.compile import SplitParams, compile_dataset
 from harness.data.fingerprint import FINGERPRINT_TABLES, canonical_query, compute_fingerprint
 from harness.data.sources.base import SourceResult
-from harness.data.spec import DatasetSpec
 from harness.data.store import CompiledDataset
 from harness.errors import HarnessError
 
@@ -313,7 +311,8 @@ def test_build_twice_same_fingerprint_and_tables(tmp_path):
     assert first.fingerprint == second.fingerprint
     assert first.fingerprint.startswith("sha256:") and len(first.fingerprint) == 7 + 64
     assert table_bytes(first.path) == table_bytes(second.path)
-    assert rows(first.path, "SELECT * FROM manifest ORDER BY key") == rows(second.path, "SELECT * FROM manifest ORDER BY key")
+    manifest = "SELECT * FROM manifest ORDER BY key"
+    assert rows(first.path, manifest) == rows(second.path, manifest)
 
 
 def test_fingerprint_independent_of_threads_and_row_order(tmp_path, monkeypatch):

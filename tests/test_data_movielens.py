@@ -96,7 +96,8 @@ def test_ml_small_known_rows(ml_small):
                   zip(valid.user_key[valid.user], valid.history_len, ds.rec_targets("valid"))]
     assert _first_middle_last(valid_rows) == (590, ("1", 231, "2012"), ("373", 99, "305"), ("99", 52, "380"))
     view = ds.train_view()
-    train_rows = [(view.rec_train.user_key[u], int(h) + 1) for u, h in zip(view.rec_train.user, view.rec_train.history_len)]
+    train = view.rec_train
+    train_rows = [(train.user_key[u], int(h) + 1) for u, h in zip(train.user, train.history_len)]
     assert _first_middle_last(train_rows) == (98350, ("1", 3), ("398", 11), ("99", 51))
 
     assert _first_middle_last(list(ds.search_requests("test").query_key)) == (
@@ -356,7 +357,8 @@ def test_missing_archive_offline_says_what_to_put_where(tmp_path):
     text = str(err.value)
     assert "put ml-latest-small.zip (MD5 31a303aabbc519bd33d025e44d6c2570) in " + str(tmp_path / "data") in text
     assert "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip" in text
-    with pytest.raises(HarnessError, match=r"ml-25m.zip not found in .*\(it is missing\).*MD5 6b51fb2759a8657d3bfcbfc42b592ada"):
+    with pytest.raises(HarnessError,
+                       match=r"ml-25m.zip not found in .*\(it is missing\).*MD5 6b51fb2759a8657d3bfcbfc42b592ada"):
         compile_dataset("ml-25m", data_dir=tmp_path, allow_download=True, dest=tmp_path / "x.duckdb")
 
 

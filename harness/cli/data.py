@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cache_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", help="where compiled datasets live (default: $HARNESS_CACHE_DIR, then the user cache)")
+    parser.add_argument("--cache-dir",
+                        help="where compiled datasets live (default: $HARNESS_CACHE_DIR, then the user cache)")
 
 
 def run(args: argparse.Namespace) -> int:

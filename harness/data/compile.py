@@ -440,7 +440,9 @@ def _stage_users_and_sequences(con, spec, split, dropped) -> None:
         ORDER BY i.user_key, i.ts, i.seq, c.item_id
         """
     )
-    con.execute("CREATE TEMP TABLE user_counts AS SELECT user_key, count(*)::INTEGER AS n FROM seq_all GROUP BY user_key")
+    con.execute(
+        "CREATE TEMP TABLE user_counts AS SELECT user_key, count(*)::INTEGER AS n FROM seq_all GROUP BY user_key"
+    )
     con.execute(
         f"""
         CREATE TEMP TABLE c_users AS
