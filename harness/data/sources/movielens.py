@@ -181,7 +181,7 @@ class MovieLensSource:
             )
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
             raise csv_error(exc, label) from exc
-        return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
     def _check_rows(self, archive: Path, rows: dict[str, int]) -> None:
         expected = downloads()[self.archive].rows or {}
