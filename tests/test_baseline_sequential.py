@@ -16,7 +16,7 @@ from harness.protocol.checks import check_rankings
 from harness.protocol.views import SearchExamples
 
 # threads=1: the test machine is shared; two spinning torch threads per process slow everyone down.
-TINY = {"max_len": 10, "d_model": 32, "n_heads": 2, "batch_size": 16, "valid_k": 10, "threads": 1}
+TINY = {"max_len": 10, "d_model": 32, "n_heads": 2, "batch_size": 16, "valid_k": 10, "threads": 1, "min_epoch_steps": 1}
 
 
 def _fit(cls, view, tmp_path: Path, seed: int = 0, **params):
@@ -50,6 +50,12 @@ def test_sasrec_windows_hold_every_next_item_target_once(tmp_path):
     targets = np.concatenate([w[1:] for w in a._windows])
     assert sorted(targets.tolist()) == list(range(1, 28))  # items 2..t-2 each predicted once per epoch
     assert all(len(w) <= 9 for w in a._windows)
+
+
+def test_an_epoch_makes_at_least_min_epoch_steps(tmp_path):
+    view, _, _ = toy_view([[0, 1, 2, 3, 4]] * 3, 6)  # 3 windows: one batch of 16 per pass
+    a = _fit(SASRecAdapter, view, tmp_path, max_epochs=1, min_epoch_steps=5)
+    assert a.describe()["steps_per_epoch"] == 5
 
 
 def test_repeats_detection():

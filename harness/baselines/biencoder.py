@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "max_seq_length": None,  # None keeps the model's own
     "device": "auto",  # "auto": cuda when available, else cpu
     "score_block": 1024,  # queries scored against the catalogue at a time (bounds memory)
+    "threads": 0,  # torch CPU threads (process-wide); 0 keeps torch's default
 }
 
 
@@ -50,6 +51,8 @@ def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
     p = {**DEFAULTS, **params}
     if not isinstance(p["model"], str) or not p["model"]:
         raise HarnessError(f"bi-encoder: params.model = {p['model']!r}; give a model name or folder path")
+    if not isinstance(p["threads"], int) or isinstance(p["threads"], bool) or p["threads"] < 0:
+        raise HarnessError(f"bi-encoder: params.threads = {p['threads']!r}; give an integer >= 0")
     for key in ("batch_size", "score_block"):
         if not isinstance(p[key], int) or p[key] < 1:
             raise HarnessError(f"bi-encoder: params.{key} = {p[key]!r}; give an integer >= 1")
@@ -182,6 +185,10 @@ class BiEncoderAdapter(Adapter):
 
     def fit(self, train: TrainView) -> None:
         self._p = p = resolve_params(self.params)
+        if p["threads"]:
+            import torch
+
+            torch.set_num_threads(p["threads"])
         self._encoder, self._model_id = load_encoder(
             p["model"], allow_download=p["allow_download"], device=p["device"], max_seq_length=p["max_seq_length"]
         )

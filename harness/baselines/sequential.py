@@ -19,7 +19,8 @@ no training sequence repeats an item, i.e. when the data shows no repeat consump
 once; MPD playlists and listening logs can repeat). true/false force it. The resolved value is recorded.
 
 Early stopping. After every epoch, Recall@K on TrainView.rec_valid (predict item t-1 from 1..t-2) with the
-same ranking rule; the best epoch's weights are kept, and training stops after `patience` epochs without a
+same ranking rule (an epoch is at least `min_epoch_steps` optimiser steps: several passes over a tiny
+dataset); the best epoch's weights are kept, and training stops after `patience` epochs without a
 strictly better value. K is the dataset's headline cutoff when the view carries it (extra["headline_k"]),
 else `valid_k`.
 """
@@ -56,6 +57,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "batch_size": 128,
     "max_epochs": 100,
     "patience": 5,  # epochs without a better validation recall before stopping
+    # An "epoch" (one validation) is as many passes over the training windows as it takes to make at least
+    # this many optimiser steps: on the simulations (a few hundred users) one pass is 2 steps, and early
+    # stopping after 5 such "epochs" would stop a model that has barely started.
+    "min_epoch_steps": 16,
     "valid_k": 30,  # used only when the view does not carry the dataset's headline cutoff
     "exclude_history": "auto",  # "auto" | true | false (see the module docstring)
     "eval_batch": 256,  # histories scored at a time
@@ -71,7 +76,10 @@ def resolve_params(name: str, params: dict[str, Any], extra_defaults: dict[str, 
     if unknown:
         raise HarnessError(f"{name}: unknown params {sorted(unknown)}; allowed: {sorted(defaults)}")
     p = {**defaults, **params}
-    positive_ints = ("max_len", "d_model", "n_layers", "n_heads", "batch_size", "max_epochs", "patience", "valid_k", "eval_batch")
+    positive_ints = (
+        "max_len", "d_model", "n_layers", "n_heads", "batch_size", "max_epochs", "patience", "min_epoch_steps", "valid_k",
+        "eval_batch",
+    )
     for key in positive_ints:
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
             raise HarnessError(f"{name}: params.{key} = {p[key]!r}; give an integer >= 1")
@@ -282,14 +290,18 @@ class SequentialAdapter(Adapter):
             t0 = time.perf_counter()
             model.train()
             total, steps = 0.0, 0
-            for batch in self.epoch_batches(rng):
-                batch = {k: torch.as_tensor(v, device=self._device) for k, v in batch.items()}
-                loss = self.batch_loss(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item()
-                steps += 1
+            while steps < p["min_epoch_steps"]:  # a small dataset is passed over several times per epoch
+                if not self._windows:
+                    raise HarnessError(f"{self.name}: no training window has a target (every sequence is one item)")
+                for batch in self.epoch_batches(rng):
+                    batch = {k: torch.as_tensor(v, device=self._device) for k, v in batch.items()}
+                    loss = self.batch_loss(model, batch)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += loss.item()
+                    steps += 1
+            self._steps_per_epoch = steps
             recall = self.validation_recall(valid)
             self._history.append(EpochLog(epoch, total / max(steps, 1), recall, time.perf_counter() - t0))
             if recall > best:
@@ -359,6 +371,7 @@ class SequentialAdapter(Adapter):
         except (OSError, RuntimeError, KeyError, ValueError):
             return False  # unreadable or stale: train again
         self._best_epoch = int(saved["best_epoch"])
+        self._steps_per_epoch = saved.get("steps_per_epoch")
         self._history = [EpochLog(*row) for row in saved["history"]]
         return True
 
@@ -369,6 +382,7 @@ class SequentialAdapter(Adapter):
             "key": key,
             "state": self._model.state_dict(),
             "best_epoch": self._best_epoch,
+            "steps_per_epoch": getattr(self, "_steps_per_epoch", None),
             "history": [[h.epoch, h.loss, h.valid_recall, h.seconds] for h in self._history],
         }
         with atomic_path(self.workdir / CHECKPOINT, suffix=".pt") as tmp:
@@ -387,6 +401,7 @@ class SequentialAdapter(Adapter):
             "exclude_history": self._exclude,
             "valid_metric": f"R@{self._valid_k} on rec_valid",
             "best_epoch": self._best_epoch,
+            "steps_per_epoch": getattr(self, "_steps_per_epoch", None),
             "epochs_run": len(self._history),
             "valid_recall_per_epoch": [round(h.valid_recall, 6) for h in self._history],
             "train_seconds": round(sum(h.seconds for h in self._history), 3),
