@@ -1,0 +1,153 @@
+"""The gate's comparison: each (submission, dataset, task, metric) of a new record against its baseline.
+
+For every row, the per-query values of both records (averaged over each record's seeds) are paired on the
+query id and tested with a paired Student's t-test (harness.metrics.significance); Holm's correction runs
+across the whole table, every row of one gate run being one family. A row is
+
+    worse   when diff = now - baseline < 0 and (p_holm < alpha or -diff > tolerance)
+    better  when diff > 0 and (p_holm < alpha or diff > tolerance)
+    same    otherwise; untested when no query is in the metric's segment.
+
+`diff` is the mean of the per-query differences, with differences below 1e-12 taken as 0 (float rounding
+in seed averaging), so a record reproduced with the same seed has diff exactly 0 and passes at tolerance 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from harness.errors import HarnessError
+from harness.gate.baseline import RecordFolder
+from harness.metrics.measures import SEGMENTS, Metric
+from harness.metrics.significance import PairedTTest, compare, paired_ttest
+from harness.records.files import paired_seed_averages, read_per_query
+
+METRIC_SETS = ("headline", "all")
+
+
+@dataclass(frozen=True)
+class GateRow:
+    submission: str
+    dataset: str
+    task: str
+    metric: str
+    verdict: str  # "worse" | "better" | "same" | "untested"
+    why: str  # what made the verdict: "significant", "beyond tolerance", both, or ""
+    test: PairedTTest
+
+    def to_dict(self) -> dict:
+        out = {"submission": self.submission, "dataset": self.dataset, "task": self.task}
+        out.update(self.test.to_dict())
+        out.update({"verdict": self.verdict, "why": self.why})
+        return out
+
+
+@dataclass
+class GateReport:
+    rows: list[GateRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # failures that are not metric rows (a failed unit, a lost task)
+    notes: list[str] = field(default_factory=list)
+    alpha: float = 0.05
+    tolerance: float = 0.0
+
+    def by_verdict(self, verdict: str) -> list[GateRow]:
+        return [row for row in self.rows if row.verdict == verdict]
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and not self.by_verdict("worse")
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "alpha": self.alpha,
+            "tolerance": self.tolerance,
+            "correction": "holm",
+            "rows": [row.to_dict() for row in self.rows],
+            "problems": list(self.problems),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class _Pending:
+    submission: str
+    dataset: str
+    task: str
+    test: PairedTTest
+
+
+def gate_metrics(record: dict, which: str) -> list[Metric]:
+    """headline: R@K over all / head / torso at the record's headline K; all: every cutoff of the record."""
+    params = record["protocol"]["params"]
+    if which == "headline":
+        return [Metric("R", params["headline_k"], segment) for segment in SEGMENTS]
+    if which == "all":
+        return [Metric("R", k, segment) for k in params["ks"] for segment in SEGMENTS]
+    raise HarnessError(f"metric set {which!r} is unknown; give one of {', '.join(METRIC_SETS)}")
+
+
+def compare_pair(now: RecordFolder, base: RecordFolder, *, alpha: float, metrics: str) -> tuple[list[_Pending], list[str]]:
+    """Paired tests (not yet Holm-corrected) of every task the baseline scores, and the problems found."""
+    tests: list[_Pending] = []
+    problems: list[str] = []
+    label = f"{now.submission} on {now.dataset}"
+    if now.failed_seeds:
+        problems.append(f"{label}: seeds {now.failed_seeds} FAILED (see {now.folder / 'record.json'})")
+    if now.record["files"]["per_query"] is None:
+        problems.append(f"{label}: the new record has no per-query scores (no unit finished)")
+        return tests, problems
+    now_table, base_table = read_per_query(now.folder), read_per_query(base.folder)
+    for task in sorted(base.record["metrics"]):
+        if task not in now.record["metrics"]:
+            problems.append(f"{label}: the baseline scores task {task!r}, the new record does not")
+            continue
+        values, reference = paired_seed_averages(
+            now_table, base_table, task, source=str(now.folder), reference_source=str(base.folder)
+        )
+        for metric in gate_metrics(base.record, metrics):
+            if metric not in values or metric not in reference:
+                problems.append(f"{label}: {task} {metric} is missing from one side's per-query scores")
+                continue
+            test = paired_ttest(values[metric], reference[metric], metric=str(metric), alpha=alpha)
+            tests.append(_Pending(now.submission, now.dataset, task, test))
+    return tests, problems
+
+
+def judge(pending: list[_Pending], *, alpha: float, tolerance: float) -> list[GateRow]:
+    """Holm across every row, then each row's verdict."""
+    if tolerance < 0 or not math.isfinite(tolerance):
+        raise HarnessError(f"--tolerance {tolerance!r} must be a finite number >= 0")
+    corrected = compare([p.test for p in pending], alpha=alpha)
+    return [
+        GateRow(p.submission, p.dataset, p.task, test.metric, *verdict(test, tolerance), test)
+        for p, test in zip(pending, corrected, strict=True)
+    ]
+
+
+def verdict(test: PairedTTest, tolerance: float) -> tuple[str, str]:
+    if test.n == 0:
+        return "untested", "no query in this segment"
+    reasons = []
+    if test.significant:
+        reasons.append("significant")
+    if abs(test.diff) > tolerance:
+        reasons.append("beyond tolerance")
+    if not reasons:
+        return "same", ""
+    return ("worse" if test.diff < 0 else "better"), ", ".join(reasons)
+
+
+def run_gate(
+    pairs: list[tuple[RecordFolder, RecordFolder]], *, alpha: float, tolerance: float, metrics: str = "headline"
+) -> GateReport:
+    """Compare each (new, baseline) pair; one table, one Holm family."""
+    report = GateReport(alpha=alpha, tolerance=tolerance)
+    pending: list[_Pending] = []
+    for now, base in pairs:
+        tests, problems = compare_pair(now, base, alpha=alpha, metrics=metrics)
+        pending.extend(tests)
+        report.problems.extend(problems)
+    report.rows = judge(pending, alpha=alpha, tolerance=tolerance)
+    return report
