@@ -13,6 +13,7 @@ from harness.errors import HarnessError
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("harness.cli.data", "build, list and inspect compiled datasets"),
     "run": ("harness.cli.run", "train and evaluate a submission on its datasets"),
+    "gate": ("harness.cli.gate", "fail when a submission got worse than its committed baseline"),
     "leaderboard": ("harness.cli.leaderboard", "build the static leaderboard site from result records"),
 }
 
