@@ -334,3 +334,14 @@ def test_committed_baselines_match_the_compiled_simulations():
                     f"{folder} was measured on {recorded}, {dataset} now compiles to {ds.fingerprint}: refresh with "
                     f"`python -m harness gate submissions/{folder.name} --baseline bench/baselines/quick --update`"
                 )
+
+
+def test_every_cutoff_with_metrics_all(baseline, tmp_path):
+    assert gate(POP_REC, baseline, "--metrics", "all", "--tolerance", "0", "--report", str(tmp_path / "r.json")) == 0
+    metrics = {row["metric"] for row in report_of(tmp_path / "r.json")["rows"]}
+    assert metrics == {f"R@{k}{s}" for k in (1, 5, 10) for s in ("", "/head", "/torso")}  # the sims' ks
+
+
+def test_a_dataset_outside_the_profile_is_refused(baseline, capsys):
+    assert main(["gate", str(POP_REC), "--baseline", str(baseline), "--profile", "sims", "-d", "ml-small"]) == 2
+    assert "not in profile 'sims'" in capsys.readouterr().err

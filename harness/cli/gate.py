@@ -18,8 +18,7 @@ from harness.errors import HarnessError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from harness.gate.compare import METRIC_SETS
-    from harness.gate.profiles import DEFAULT_PROFILE, PROFILES
+    from harness.gate.profiles import DEFAULT_PROFILE, METRIC_SETS, PROFILES
 
     parser.add_argument("submissions", type=Path, nargs="+", metavar="SUBMISSION_DIR", help="submission folder(s)")
     parser.add_argument(

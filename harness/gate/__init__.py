@@ -1,20 +1,11 @@
-"""The CI gate against quality regressions (`python -m harness gate`) and speed regressions
-(`python -m harness.gate.speed`). See docs/gate.md."""
+"""The CI gate against quality regressions (`python -m harness gate`, harness.cli.gate) and speed regressions
+(`python -m harness.gate.speed`). See docs/gate.md.
 
-from harness.gate.baseline import RecordFolder, check_comparable, open_baseline, open_record_folder, write_baseline
-from harness.gate.compare import GateReport, GateRow, run_gate
-from harness.gate.profiles import PROFILES, Profile, get_profile
-
-__all__ = [
-    "PROFILES",
-    "GateReport",
-    "GateRow",
-    "Profile",
-    "RecordFolder",
-    "check_comparable",
-    "get_profile",
-    "open_baseline",
-    "open_record_folder",
-    "run_gate",
-    "write_baseline",
-]
+Modules, imported on use (the CLI lists this command without loading scipy):
+    profiles   which datasets, seeds and metrics a gate run covers
+    baseline   finding, checking and writing baseline record folders
+    execute    running a submission afresh, or reading its records
+    compare    paired tests, Holm across the table, verdicts (run_gate)
+    report     the printed table
+    speed      the speed gate on same-run ratios
+"""

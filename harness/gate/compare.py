@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from harness.errors import HarnessError
 from harness.gate.baseline import RecordFolder
 from harness.metrics.measures import SEGMENTS, Metric
+from harness.gate.profiles import METRIC_SETS
 from harness.metrics.significance import PairedTTest, compare, paired_ttest
 from harness.records.files import paired_seed_averages, read_per_query
-
-METRIC_SETS = ("headline", "all")
 
 
 @dataclass(frozen=True)

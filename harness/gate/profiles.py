@@ -34,6 +34,8 @@ PROFILES: dict[str, Profile] = {
     )
 }
 DEFAULT_PROFILE = "quick"
+# headline: R@K over all / head / torso at the dataset's headline K; all: every cutoff of the record.
+METRIC_SETS = ("headline", "all")
 
 
 def get_profile(name: str) -> Profile:
