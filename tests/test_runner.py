@@ -182,7 +182,6 @@ def test_significance_against_a_reference_with_holm(sims, tmp_path):
     import pyarrow.parquet as pq
     from scipy import stats
 
-    mine = pq.read_table(out / "sim1/joint/per_query.parquet").to_pandas() if False else None  # noqa: F841
     a = pq.read_table(out / "sim1/joint/per_query.parquet")
     b = pq.read_table(out / "sim1/ref/per_query.parquet")
 
@@ -199,6 +198,13 @@ def test_significance_against_a_reference_with_holm(sims, tmp_path):
     ps = sorted(r["p"] for r in rows)
     assert min(r["p_holm"] for r in rows) == pytest.approx(min(1.0, ps[0] * len(ps)))
     assert row["reference"] == "ref"
+    # §7 diagnostics against the reference's stored predictions of the same seed
+    diag = record["diagnostics"]
+    assert {"rec", "search"} <= set(diag)
+    assert diag["rec"]["reference"] == "ref" and diag["rec"]["seed"] == 0
+    assert diag["rec"]["n_requests"] == len(va)
+    assert diag["rec"]["n_changed"] > 0  # Pop_R and Pop_S rank differently on sim1
+    assert {"h1", "h2", "redundancy"} <= set(diag["search"])
 
 
 def test_interrupted_record_write_keeps_the_previous_record(sims, tmp_path, monkeypatch):

@@ -85,6 +85,10 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
         seed_mean[task] = (qids, means)
 
     significance, sig_notes = _significance(runner, ds, seed_mean, params, Metric)
+    diagnostics: dict[str, Any] = {}
+    if sig_notes:
+        diagnostics["significance_notes"] = sig_notes
+    diagnostics.update(_diagnostics(runner, ds, ok_units, params))
 
     per_query = None
     if tables:
@@ -129,7 +133,7 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
         ],
         "metrics": metrics,
         "significance": significance,
-        "diagnostics": {"significance_notes": sig_notes} if sig_notes else {},
+        "diagnostics": diagnostics,
         "environment": environment(),
         "timing": {
             "started_at": started_at,
@@ -231,3 +235,57 @@ def _reference_means(table, task: str) -> tuple[list[str], dict[str, np.ndarray]
         mean[nan_rows > 0] = np.nan
         means[name] = mean
     return qids, means
+
+
+def _reference_rankings(runner, ds, reference: str, seed: int, task: str) -> np.ndarray | None:
+    """The reference's stored test rankings for one seed, if it finished that unit on this very dataset."""
+    import json
+
+    from harness.protocol.runner import PROTOCOL_VERSION, results_folder
+
+    unit_dir = results_folder(runner.out_dir, ds.name, reference) / "units" / f"seed{seed}"
+    try:
+        meta = json.loads((unit_dir / "unit.json").read_text())
+        key = meta["key"]
+        if meta["status"] != "ok" or key["fingerprint"] != ds.fingerprint or key["protocol_version"] != PROTOCOL_VERSION:
+            return None
+        with np.load(unit_dir / "rankings.npz") as npz:
+            return npz[task] if task in npz.files else None
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _diagnostics(runner, ds, ok_units, params) -> dict[str, Any]:
+    """H1/H2/Table 8 (paper §7) of this submission against each task's reference, on the lowest seed both
+    finished (per-query recall of that seed on both sides), so the two prediction lists come from one seed."""
+    from harness.diagnostics.compute import TrainingCooccurrence, compute_diagnostics
+    from harness.metrics.recall import recall_at_k
+    from harness.metrics.measures import Metric
+
+    out: dict[str, Any] = {}
+    if not runner.sub.references or not ok_units:
+        return out
+    train = None
+    cooc = None
+    headline = Metric("R", params["headline_k"], "all")
+    for task, reference in sorted(runner.sub.references.items()):
+        for unit in ok_units:  # sorted by seed
+            ref_rankings = _reference_rankings(runner, ds, reference, unit.seed, task)
+            if ref_rankings is None or ref_rankings.shape != unit.rankings[task].shape:
+                continue
+            if train is None:
+                train = ds.train_view()
+                cooc = TrainingCooccurrence(train)
+            qids, rel_offsets, rel_items = targets(ds, task)
+            head = ds.catalogue().head(task)
+            mine = recall_at_k(unit.rankings[task], rel_offsets, rel_items, head, [params["headline_k"]])[headline]
+            theirs = recall_at_k(ref_rankings, rel_offsets, rel_items, head, [params["headline_k"]])[headline]
+            requests = ds.rec_requests("test") if task == "rec" else ds.search_requests("test")
+            result = compute_diagnostics(
+                train, task, unit.rankings[task], ref_rankings, requests, rel_offsets, rel_items, mine, theirs,
+                alpha=params["alpha"], cooccurrence=cooc,
+            )
+            result.update({"reference": reference, "seed": unit.seed})
+            out[task] = result
+            break
+    return out
