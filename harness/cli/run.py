@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default: {DEFAULT_OUT})")
     parser.add_argument("--cache-dir", type=Path, help="compiled datasets and work folders (default: $HARNESS_CACHE_DIR)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--site", type=Path,
+        help="rebuild the static leaderboard from every record under --out into this folder "
+        "(default: a 'site' folder beside --out)",
+    )
+    parser.add_argument("--no-site", action="store_true", help="do not rebuild the leaderboard site")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,5 +43,14 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             print(f"      seed {unit.seed}: {unit.error['type']}: {unit.error['message']}")
     print(f"\nRecords are under {args.out}; the tracebacks of failed units are in their record.json.")
-    print(f"Run the same command again to retry failed units; finished units are reused.")
+    if not args.no_site:
+        from harness.leaderboard import build_site
+
+        site = args.site or args.out.parent / "site"
+        report = build_site(args.out, site)
+        for line in report.lines():
+            print(f"  {line}")
+        print(f"Leaderboard: {site / 'index.html'}  (rebuild: python -m harness leaderboard build --records {args.out} --out {site})")
+    if failed:
+        print("Run the same command again to retry failed units; finished units are reused.")
     return 1 if failed else 0
