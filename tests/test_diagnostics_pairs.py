@@ -47,6 +47,7 @@ def test_counts_equal_dense_product_on_every_strategy(name, monkeypatch):
     assert counter.strategy == ("product" if name == "product" else "pairwise")
     np.testing.assert_array_equal(counter.counts(a, b), dense[a, b])
     np.testing.assert_array_equal(counter.counts(b, a), dense[a, b])  # symmetric
+    np.testing.assert_array_equal(counter.any(a, b), dense[a, b] > 0)
 
 
 def test_counts_of_no_pairs_and_bad_shapes():
@@ -54,6 +55,14 @@ def test_counts_of_no_pairs_and_bad_shapes():
     assert CooccurrenceCounter(inc).counts(np.zeros(0), np.zeros(0)).shape == (0,)
     with pytest.raises(HarnessError, match="1-D and of one length"):
         CooccurrenceCounter(inc).counts(np.zeros(3), np.zeros(2))
+
+
+@pytest.mark.parametrize("budget", [None, 0])
+def test_empty_training_data_counts_nothing(budget):
+    inc = Incidence.from_pairs(np.zeros(0), np.zeros(0), n_items=4, n_contexts=0)
+    counter = CooccurrenceCounter(inc, materialise_budget=budget)
+    assert counter.counts(np.array([0, 1]), np.array([1, 1])).tolist() == [0, 0]
+    assert counter.any(np.array([0]), np.array([1])).tolist() == [False]
 
 
 def test_incidence_drops_repeats_and_rejects_unknown_items():

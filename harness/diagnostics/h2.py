@@ -118,7 +118,10 @@ def scan_history_target_pairs(
 
 def _distinct_per_query(pairs: Pairs, co: np.ndarray, *, n_items: int) -> tuple[Pairs, np.ndarray]:
     """Drop repeats of the same history item within a request (b, the target, is fixed per request)."""
-    _, first = np.unique(pairs.query * n_items + pairs.a, return_index=True)
+    keys = pairs.query * n_items + pairs.a
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    first = order[np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])] if keys.size else order
     return pairs.take(first), co[first]
 
 

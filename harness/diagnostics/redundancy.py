@@ -33,9 +33,19 @@ def pair_types(pairs: Pairs, target_cooc: CooccurrenceCounter) -> tuple[np.ndarr
     distinct redundant pairs, distinct non-redundant pairs). Each distinct item pair is looked up once."""
     n_items = target_cooc.incidence.n_items
     low, high = np.minimum(pairs.a, pairs.b), np.maximum(pairs.a, pairs.b)
-    unique_keys, inverse = np.unique(low * n_items + high, return_inverse=True)
-    in_target = target_cooc.counts(unique_keys // n_items, unique_keys % n_items) > 0
+    unique_keys, inverse = _unique_inverse(low * n_items + high)
+    in_target = target_cooc.any(unique_keys // n_items, unique_keys % n_items)
     return in_target[inverse], int(in_target.sum()), int((~in_target).sum())
+
+
+def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True), by one argsort (see pairs.sorted_unique for why not numpy's)."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    new = np.concatenate([[True], ordered[1:] != ordered[:-1]]) if keys.size else np.zeros(0, dtype=bool)
+    inverse = np.empty(keys.size, dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
 
 
 def redundancy_table(
