@@ -343,8 +343,9 @@ def _train_one_epoch(engine, data, hp, epoch, steps_per_epoch, rank, world_size,
     torch.manual_seed(hp.seed * 100_003 + epoch)  # dropout: the same per epoch whether resumed or not
     engine.train()
     batches = global_batches(epoch_order(len(data), hp.seed, epoch), hp.batch_size, world_size * accumulation)
-    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{hp.epochs}", disable=not progress or rank != 0,
-               leave=False, file=sys.stderr, mininterval=1.0)
+    # disable=None: tqdm shows the bar only on a terminal, so logs are not flooded.
+    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{hp.epochs}",
+               disable=True if (not progress or rank != 0) else None, leave=False, file=sys.stderr, mininterval=1.0)
     losses, seen, t0 = [], 0, time.perf_counter()
     for batch in batches:
         for micro in rank_micro_batches(batch, rank, world_size, accumulation):
