@@ -15,8 +15,9 @@ from harness.protocol.submission import load_submission
 from test_t5_toy import toy_view
 
 REPO = Path(__file__).resolve().parents[1]
+# threads=1: the test machine is shared; two spinning torch threads per process slow everyone down.
 TINY = {"backbone": "t5-offline-tiny", "epochs": 2, "batch_size": 16, "learning_rate": 0.01, "progress": False,
-        "valid_max_examples": 8}
+        "valid_max_examples": 8, "threads": 1}
 
 
 def _adapter(tmp_path, tasks=("rec", "search"), workdir="w", **params):

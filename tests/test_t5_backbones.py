@@ -19,6 +19,15 @@ TEXTS = ["brazilian jazz", "coffee roast", "volcano lava", "solar panel grid"] *
 REPO = Path(__file__).resolve().parents[1]
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The test machine is shared: two spinning torch threads per process slow everyone down."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def _initial_logit_std(model, vocab: int) -> float:
     torch.manual_seed(1)
     ids = torch.randint(3, vocab, (16, 6))

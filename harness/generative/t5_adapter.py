@@ -61,6 +61,7 @@ class T5Params:
     select_best: bool = True  # keep the best validation epoch's weights (else the last epoch's)
     keep_all_checkpoints: bool = False  # else only the last and the best epoch's checkpoints stay on disk
     progress: bool = True  # tqdm bars
+    threads: int = 0  # torch CPU threads (process-wide); 0 keeps torch's default. 1 on a shared machine
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], where: str) -> "T5Params":
@@ -90,6 +91,7 @@ class T5Params:
         require(self.diversity_penalty >= 0, "diversity_penalty", "give a number >= 0")
         require(self.eval_batch_size >= 1, "eval_batch_size", "give an integer >= 1")
         require(self.valid_max_examples >= 0, "valid_max_examples", "give an integer >= 0 (0: no validation)")
+        require(self.threads >= 0, "threads", "give an integer >= 0 (0: torch's default)")
         require(self.valid_k is None or self.valid_k >= 2, "valid_k", "give an even integer >= 2")
 
 
@@ -130,6 +132,10 @@ class GenerativeT5Adapter(Adapter):
         from harness.generative.checkpoint import Identity
 
         t0 = time.perf_counter()
+        if self.hp.threads:
+            import torch
+
+            torch.set_num_threads(self.hp.threads)
         self.n_items = len(train.catalogue)
         self.backbone = load_backbone(
             self.hp.backbone,
@@ -245,7 +251,7 @@ class GenerativeT5Adapter(Adapter):
         """Everything that shapes the trained weights; a checkpoint from another setup is refused."""
         shaping = {k: v for k, v in asdict(self.hp).items()
                    if k not in ("backbone_path", "allow_download", "eval_batch_size", "progress",
-                                "keep_all_checkpoints")}
+                                "keep_all_checkpoints", "threads")}
         setup = {
             "params": shaping,
             "tasks": sorted(self.tasks),
