@@ -21,7 +21,7 @@ from harness.generative.backbones import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, SOURCE_LEN, VOCAB = 128, 12, 4000
-ROUNDS, WARMUP = 15, 3
+ROUNDS, WARMUP = 30, 5
 MEDIANS: dict[str, float] = {}
 
 
