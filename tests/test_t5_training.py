@@ -204,12 +204,15 @@ def test_sigkill_during_a_checkpoint_save_resumes_from_the_last_complete_one(tmp
     dist_vars = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
     env = {k: v for k, v in os.environ.items() if k not in dist_vars}
     env["PYTHONPATH"] = str(tests_dir.parent)
+    env["TORCH_EXTENSIONS_DIR"] = str(tmp_path / "torch_extensions")  # where a g++ build would land
     proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path), str(tests_dir)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
     root = tmp_path / "killed" / "checkpoints"
     assert ckpt.complete_epochs(root) == [1]
     assert (root / ".partial" / "epoch-0002").is_dir()  # the save in flight when it died
+    # A single process builds no DeepSpeed C++ op: no shm collective op, no fused Adam (training.py).
+    assert not any((tmp_path / "torch_extensions").rglob("*.so"))
 
     resumed, result = _train(tmp_path, tmp_path / "killed", epochs=3)
     assert result.resumed_from_epoch == 1
