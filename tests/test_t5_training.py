@@ -219,3 +219,61 @@ def test_sigkill_during_a_checkpoint_save_resumes_from_the_last_complete_one(tmp
     reference, _ = _train(tmp_path, tmp_path / "reference", epochs=3)
     for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+_RANK_SCRIPT = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import torch
+torch.set_num_threads(1)
+import test_t5_training as t
+
+out, epochs, stop = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def hook(record):
+    if record["epoch"] == stop:
+        sys.exit(3)
+model, result = t._train(out, out / "w", epochs=epochs, on_epoch_end=hook)
+checksum = sum(float(p.double().sum()) for p in model.parameters())
+print(f"RESULT rank={os.environ['RANK']} world={result.world_size} resumed={result.resumed_from_epoch} "
+      f"micro={result.deepspeed_config['train_micro_batch_size_per_gpu']} checksum={checksum!r}", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_under_the_deepspeed_launcher_agree_and_resume(tmp_path):
+    """The multi-rank path on CPU: `deepspeed --num_gpus 2 --no_local_rank`, gloo. Both ranks end with the same
+    weights, each takes half of every global batch, and a relaunch after an interruption resumes bit-exactly."""
+    import os
+    import re
+    import shutil
+    import subprocess
+
+    launcher = shutil.which("deepspeed")
+    if launcher is None:
+        pytest.skip("the deepspeed launcher is not on PATH")
+    script = tmp_path / "ranks.py"
+    script.write_text(_RANK_SCRIPT)
+    dist_vars = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if k not in dist_vars}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+
+    def launch(out: Path, epochs: int, stop: int = 0) -> list[dict[str, str]]:
+        out.mkdir(exist_ok=True)
+        proc = subprocess.run(
+            [launcher, "--num_gpus", "2", "--no_local_rank", "--master_port", str(training._free_port()),
+             str(script), str(Path(__file__).resolve().parent), str(out), str(epochs), str(stop)],
+            env=env, capture_output=True, text=True, timeout=400,
+        )
+        rows = [dict(kv.split("=") for kv in m.split()) for m in re.findall(r"RESULT (.*)", proc.stdout)]
+        assert stop or len(rows) == 2, (proc.stdout + proc.stderr)[-3000:]
+        return rows
+
+    reference = launch(tmp_path / "uninterrupted", epochs=2)
+    assert {r["world"] for r in reference} == {"2"} and {r["micro"] for r in reference} == {"10"}
+    assert reference[0]["checksum"] == reference[1]["checksum"]
+    assert launch(tmp_path / "interrupted", epochs=2, stop=1) == []
+    assert ckpt.complete_epochs(tmp_path / "interrupted" / "w" / "checkpoints") == [1]
+    resumed = launch(tmp_path / "interrupted", epochs=2)
+    assert {r["resumed"] for r in resumed} == {"1"}
+    assert {r["checksum"] for r in resumed} == {reference[0]["checksum"]}

@@ -18,7 +18,6 @@ returned sequences of which the first occurrence of each item is kept, best firs
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
@@ -123,6 +122,7 @@ class GenerativeT5Adapter(Adapter):
                                f"{self.deepspeed_config_path} does not exist")
         self.backbone = None
         self.model = None
+        self._trie_cache = None  # the decoder's prefix trie of item IDs, built once per fitted backbone
         self._info: dict[str, Any] = {}
 
     # ---- training -------------------------------------------------------------------------------------
@@ -132,6 +132,7 @@ class GenerativeT5Adapter(Adapter):
         from harness.generative.checkpoint import Identity
 
         t0 = time.perf_counter()
+        self._trie_cache = None
         if self.hp.threads:
             import torch
 
@@ -286,8 +287,6 @@ class GenerativeT5Adapter(Adapter):
 
     def _decode(self, module, sources: Sequence[Sequence[int]], k: int) -> np.ndarray:
         """[n, k] item ids, best first: diverse beam search, first occurrence of each item kept, -1 padded."""
-        import torch
-
         from harness.generative.decoding import PrefixTrie, diverse_beam_search
 
         bb = self.backbone
@@ -314,7 +313,7 @@ class GenerativeT5Adapter(Adapter):
         return out
 
     def _trie(self, trie_cls):
-        if getattr(self, "_trie_cache", None) is None:
+        if self._trie_cache is None:
             self._trie_cache = trie_cls(self.backbone.items.all_sequences(), self.backbone.eos_token_id)
         return self._trie_cache
 
