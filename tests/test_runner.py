@@ -223,3 +223,37 @@ def test_interrupted_record_write_keeps_the_previous_record(sims, tmp_path, monk
         main(["run", str(folder), "--out", str(out), "--no-progress"])
     assert (out / "sim1/p/record.json").read_bytes() == before
     read_record(out / "sim1/p/record.json")
+
+
+def test_item_embeddings_are_stored_beside_the_rankings_and_bad_ones_fail_the_unit(sims, tmp_path):
+    code = SEEDED_POP + (
+        "\n    def item_embeddings(self):\n"
+        "        n = len(self.order)\n"
+        "        return np.arange(n * 3, dtype=np.float64).reshape(n, 3) if self.params.get('good') else np.ones((n - 1, 3))\n"
+    )
+    good = make_submission(tmp_path / "subs", "emb", code, params="good = true")
+    out = tmp_path / "out"
+    assert main(["run", str(good), "--out", str(out), "--no-progress", "--no-site"]) == 0
+    stored = np.load(out / "sim1" / "emb" / "units" / "seed0" / "item_embeddings.npy")
+    with CompiledDataset.open("sim1") as ds:
+        n_items = len(ds.catalogue())
+    assert stored.dtype == np.float32 and stored.shape == (n_items, 3)
+    assert stored[5].tolist() == [15.0, 16.0, 17.0]  # row i is item i, as given
+
+    bad = make_submission(tmp_path / "subs", "emb_bad", code)
+    assert main(["run", str(bad), "--out", str(out), "--no-progress", "--no-site"]) == 1
+    unit = record_of(out, "sim1", "emb_bad")["units"][0]
+    assert unit["status"] == "failed"
+    assert f"item_embeddings() must return [n_items={n_items}, dim], got shape ({n_items - 1}, 3)" in unit["error"]["message"]
+
+
+def test_only_rank_zero_writes_under_a_launcher(sims, tmp_path, monkeypatch):
+    """Under `deepspeed --num_gpus N` every rank runs the runner; a non-zero rank must leave no file behind."""
+    folder = make_submission(tmp_path / "subs", "ranked", SEEDED_POP)
+    out = tmp_path / "out"
+    monkeypatch.setenv("RANK", "1")
+    assert main(["run", str(folder), "--out", str(out), "--no-progress"]) == 0
+    assert not out.exists() and not (tmp_path / "site").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert main(["run", str(folder), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "sim1" / "ranked" / "record.json").is_file() and (tmp_path / "site" / "index.html").is_file()

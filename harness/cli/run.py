@@ -27,12 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.protocol.runner import Runner
+    from harness.protocol.runner import Runner, is_writing_rank
     from harness.protocol.submission import load_submission
 
     submission = load_submission(args.submission)
     runner = Runner(submission, out_dir=args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
     outcomes = runner.run(datasets=args.datasets, seeds=args.seeds)
+    if not is_writing_rank():  # under the deepspeed launcher: rank 0 reports, writes and builds the site
+        return 1 if any(outcome.failed for outcome in outcomes) else 0
 
     failed = 0
     print(f"\n{submission.display_name} ({submission.name}):")

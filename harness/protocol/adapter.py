@@ -56,3 +56,11 @@ class Adapter(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Extra facts for the result record (backbone, resolved hyperparameters, library versions)."""
         return {}
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """Optional, called once after `fit`: the learned vector of every catalogue item, a float array
+        [n_items, dim] whose row i is item index i (a generative model's ID-token embeddings, a sequential
+        model's item table). The runner stores it beside the unit's rankings (`item_embeddings.npy`) for the
+        paper's projections (Figures 1 and 3, `python -m harness experiment projection`). None: the adapter
+        has no such vectors."""
+        return None

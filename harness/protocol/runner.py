@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -63,6 +64,13 @@ class UnitOutcome:
     timings: dict[str, Any]
     adapter_info: dict[str, Any]
     rankings: dict[str, np.ndarray] = field(default_factory=dict)
+    item_embeddings: np.ndarray | None = None  # what Adapter.item_embeddings() gave, if anything
+
+
+def is_writing_rank() -> bool:
+    """Under the `deepspeed` launcher every rank runs the whole harness (training is collective); only global rank 0
+    writes units, records and the site, so two ranks never race on one file. A plain process has no RANK: it writes."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 @dataclass
@@ -133,6 +141,8 @@ class Runner:
             units.append(unit)
         from harness.protocol.record import assemble_and_write
 
+        if not is_writing_rank():
+            return DatasetOutcome(ds.name, folder, units)
         assemble_and_write(
             runner=self,
             ds=ds,
@@ -209,7 +219,8 @@ class Runner:
                 rankings[task] = self._retrieve_all(adapter, ds, task, depth, n_items, tag)
                 timings["retrieve_s"][task] = round(time.perf_counter() - t, 3)
             adapter_info = _jsonable(adapter.describe())
-            outcome = UnitOutcome(seed, "ok", None, timings, adapter_info, rankings)
+            embeddings = _checked_embeddings(adapter.item_embeddings(), n_items, self.sub.adapter)
+            outcome = UnitOutcome(seed, "ok", None, timings, adapter_info, rankings, embeddings)
             self.log(f"{tag} done in {timings['fit_s'] + sum(timings['retrieve_s'].values()):.1f} s")
         except KeyboardInterrupt:
             raise
@@ -237,12 +248,18 @@ class Runner:
         return np.concatenate(parts) if parts else np.full((0, depth), -1, dtype=np.int64)
 
     def _store_unit(self, folder: Path, ds, unit: UnitOutcome) -> None:
+        if not is_writing_rank():
+            return
         unit_dir = self._unit_dir(folder, unit.seed)
         unit_dir.mkdir(parents=True, exist_ok=True)
         if unit.status == "ok":
             with atomic_path(unit_dir / "rankings.npz", suffix=".npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez_compressed(fh, **unit.rankings)
+            if unit.item_embeddings is not None:
+                with atomic_path(unit_dir / EMBEDDINGS_FILE, suffix=".npy") as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, unit.item_embeddings)
         # unit.json last: its presence (with status ok) is what marks the unit finished.
         write_json_atomic(
             unit_dir / "unit.json",
@@ -257,6 +274,23 @@ class Runner:
 
 
 # ---- small helpers ------------------------------------------------------------------------------------
+EMBEDDINGS_FILE = "item_embeddings.npy"
+
+
+def _checked_embeddings(value, n_items: int, adapter: str) -> np.ndarray | None:
+    """An adapter's item vectors as float32 [n_items, dim], or a clear error naming the adapter."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] != n_items or array.shape[1] < 1:
+        raise HarnessError(
+            f"{adapter}: item_embeddings() must return [n_items={n_items}, dim], got shape {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise HarnessError(f"{adapter}: item_embeddings() holds NaN or infinite values")
+    return array
+
+
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
