@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("harness.cli.run", "train and evaluate a submission on its datasets"),
     "gate": ("harness.cli.gate", "fail when a submission got worse than its committed baseline"),
     "leaderboard": ("harness.cli.leaderboard", "build the static leaderboard site from result records"),
+    "experiment": ("harness.cli.experiment", "rerun the paper's analyses (Table 4, Figures 1-4) as experiments"),
 }
 
 

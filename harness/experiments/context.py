@@ -1,0 +1,144 @@
+"""What every experiment needs: its submissions (a joint one and its references), datasets built on demand,
+and runs through the ordinary Runner into the experiment's own results folder (so they resume like runs)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.data.spec import DatasetSpec
+from harness.errors import HarnessError
+from harness.protocol.submission import Submission, _config_hash, load_submission
+
+DEFAULT_SUBMISSIONS = Path("submissions")
+
+
+@dataclass
+class Context:
+    out: Path  # the experiment folder
+    submissions_dir: Path = DEFAULT_SUBMISSIONS
+    joint: str = "joint_t5"  # the joint submission's folder name; its [references] name the others
+    seeds: list[int] | None = None  # None: each submission's own seeds
+    cache_dir: Path | None = None
+    progress: bool = False
+    log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    @property
+    def results(self) -> Path:
+        return self.out / "results"
+
+    # ---- submissions ----------------------------------------------------------------------------------
+    def submission(self, name: str) -> Submission:
+        folder = self.submissions_dir / name
+        if not (folder / "config.toml").is_file():
+            raise HarnessError(f"{folder}: no submission there (give --submissions DIR holding '{name}/config.toml')")
+        return load_submission(folder)
+
+    def joint_submission(self) -> Submission:
+        joint = self.submission(self.joint)
+        if not joint.references:
+            raise HarnessError(
+                f"{joint.folder / 'config.toml'}: the joint submission names no [references]; an experiment compares "
+                "it with its task-specific references (e.g. rec = \"rec_t5\")"
+            )
+        return joint
+
+    def reference(self, task: str) -> Submission:
+        joint = self.joint_submission()
+        if task not in joint.references:
+            raise HarnessError(f"{joint.folder / 'config.toml'}: no reference for task {task!r} in [references]")
+        return self.submission(joint.references[task])
+
+    # ---- datasets -------------------------------------------------------------------------------------
+    def dataset(self, spec: str) -> str:
+        """The spec's canonical name, built (deterministically, into the dataset cache) if not yet compiled."""
+        from harness.data.compile import build_dataset
+        from harness.data.store import CompiledDataset
+
+        name = str(DatasetSpec.parse(spec))
+        try:
+            CompiledDataset.open(name, cache_dir=self.cache_dir).close()
+        except HarnessError:
+            self.log(f"[experiment] building dataset {name}")
+            build_dataset(name, cache_dir=self.cache_dir)
+        return name
+
+    # ---- runs -----------------------------------------------------------------------------------------
+    def run(self, submission: Submission, dataset: str) -> dict[str, Any]:
+        """Run (or resume) one submission on one dataset; the record it left. A failed unit stops the experiment
+        with its message: a summary over missing numbers would mislead."""
+        from harness.protocol.runner import Runner, results_folder
+
+        runner = Runner(submission, out_dir=self.results, cache_dir=self.cache_dir, progress=self.progress,
+                        log=self.log)
+        (outcome,) = runner.run(datasets=[dataset], seeds=self.seeds)
+        if outcome.failed:
+            unit = outcome.failed[0]
+            raise HarnessError(
+                f"{submission.name} on {dataset}, seed {unit.seed} failed: {unit.error['type']}: "
+                f"{unit.error['message']} (traceback in {outcome.folder / 'record.json'}; run the experiment "
+                "again to retry: finished units are reused)"
+            )
+        return read_record(results_folder(self.results, dataset, submission.name) / "record.json")
+
+    def record_path(self, submission: Submission, dataset: str) -> str:
+        """The record's path relative to the experiment folder, as experiment.json names it."""
+        from harness.protocol.runner import results_folder
+
+        return (results_folder(self.results, dataset, submission.name) / "record.json").relative_to(self.out).as_posix()
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"{path}: cannot read the record: {exc}") from exc
+
+
+def variant(base: Submission, *, suffix: str, display_suffix: str, params: dict[str, Any],
+            references: dict[str, str] | None = None) -> Submission:
+    """A copy of `base` with extra [params] (e.g. a training cap), under its own name so its records, work folder and
+    config hash never mix with the base's. The config in its records is the full effective config."""
+    config = copy.deepcopy(base.config)
+    config.setdefault("params", {}).update(params)
+    config["submission"]["display_name"] = f"{base.display_name} {display_suffix}"
+    if references is not None:
+        config["references"] = dict(references)
+    return dataclasses.replace(
+        base,
+        name=f"{base.name}-{suffix}",
+        display_name=config["submission"]["display_name"],
+        params=dict(config["params"]),
+        references=dict(config.get("references", {})),
+        config=config,
+        config_hash=_config_hash(config),
+    )
+
+
+# ---- reading numbers back out of records -----------------------------------------------------------------
+def metric_values(record: dict[str, Any], task: str, metric: str) -> tuple[float | None, list[float]]:
+    """(mean over seeds, the per-seed values in seed order) of one metric, e.g. ("rec", "R@10")."""
+    entry = record.get("metrics", {}).get(task, {}).get(metric)
+    if not entry:
+        return None, []
+    per_seed = entry.get("per_seed", {})
+    values = [per_seed[s] for s in sorted(per_seed, key=int) if per_seed[s] is not None]
+    return entry.get("mean"), values
+
+
+def significance(record: dict[str, Any], task: str, metric: str) -> dict[str, Any] | None:
+    """The record's test of `metric` against its reference for `task` (Holm-corrected within the record)."""
+    for row in record.get("significance", {}).get(task, []):
+        if row.get("metric") == metric:
+            return row
+    return None
+
+
+def format_level(value: float) -> str:
+    """0.25 -> '0.25', 1.0 -> '1': the spelling used in dataset specs, so a level always names one dataset."""
+    return f"{value:g}"

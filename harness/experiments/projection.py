@@ -1,0 +1,134 @@
+"""Figures 1 and 3: the learned item ID embeddings of the task-specific and joint models projected to 2-D,
+coloured by training popularity (Figure 1: popularity is encoded in both models' IDs) and, on simulations, by
+the simulated cluster (Figure 3: on SIM2 at 100% query match the joint model groups items by cluster).
+
+Embeddings come from `Adapter.item_embeddings()`, stored by the runner beside each unit's rankings. Two numbers
+make the pictures checkable without eyes, both measured in the full embedding space (cosine), not the projection:
+- cluster purity: the share of each item's 5 nearest neighbours in its own cluster (chance = cluster size / items);
+- popularity locality: Spearman's rho between an item's log popularity and its 5 nearest neighbours' mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.diagnostics.figures import plot_embedding_projection
+from harness.errors import HarnessError
+from harness.experiments.context import Context
+from harness.experiments.summary import Summary
+
+DEFAULT_DATASET = "sim2"
+NEIGHBOURS = 5
+
+
+def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str = "auto",
+                   command: str = "") -> Summary:
+    from harness.data.spec import DatasetSpec
+    from harness.data.store import CompiledDataset
+    from harness.protocol.runner import EMBEDDINGS_FILE, results_folder
+
+    joint = ctx.joint_submission()
+    name = ctx.dataset(dataset)
+    models = [ctx.reference(task) for task in sorted(joint.references)]
+    models = list({sub.name: sub for sub in models}.values()) + [joint]
+    embeddings: dict[str, np.ndarray] = {}
+    seeds: dict[str, int] = {}
+    for sub in models:
+        record = ctx.run(sub, name)
+        seed = min(int(u["seed"]) for u in record["units"] if u["status"] == "ok")
+        path = results_folder(ctx.results, name, sub.name) / "units" / f"seed{seed}" / EMBEDDINGS_FILE
+        if not path.is_file():
+            raise HarnessError(
+                f"{path}: missing: {sub.name}'s unit finished without storing item embeddings (an adapter without "
+                f"item_embeddings(), or a unit from before the harness stored them); delete {path.parent} and run "
+                "again to retrain it"
+            )
+        embeddings[sub.display_name] = np.load(path)
+        seeds[sub.display_name] = seed
+
+    with CompiledDataset.open(name, cache_dir=ctx.cache_dir) as ds:
+        catalogue = ds.catalogue()
+    cluster = catalogue.cluster if catalogue.cluster is not None and (catalogue.cluster >= 0).any() else None
+    slug = DatasetSpec.parse(name).slug
+    summary = Summary(
+        "projection", f"Item ID embeddings ({name})", "Figures 1 and 3, §3 and §6.2",
+        "The item ID token embeddings of each model projected to 2-D, coloured by training popularity and, for "
+        "simulations, by cluster.",
+        command,
+        [("model", "Model"), ("items", "Items"), ("dim", "Dimensions"), ("purity", f"Cluster purity @{NEIGHBOURS}"),
+         ("chance", "Purity by chance"), ("rho_rec", "Popularity locality ρ (rec)"),
+         ("rho_search", "Popularity locality ρ (search)"), ("seed", "Seed")],
+    )
+    for model, matrix in embeddings.items():
+        neighbours = nearest_neighbours(matrix, NEIGHBOURS)
+        summary.rows.append({
+            "model": model, "items": int(matrix.shape[0]), "dim": int(matrix.shape[1]), "seed": seeds[model],
+            "purity": None if cluster is None else cluster_purity(neighbours, cluster),
+            "chance": None if cluster is None else chance_purity(cluster),
+            "rho_rec": popularity_locality(neighbours, catalogue.pop_rec),
+            "rho_search": popularity_locality(neighbours, catalogue.pop_search),
+        })
+    used = set()
+    for task, popularity, label in (("rec", catalogue.pop_rec, "Recommendation training interactions"),
+                                    ("search", catalogue.pop_search, "Search training (query, item) pairs")):
+        path = ctx.out / "figures" / f"projection-{slug}-{task}-popularity.svg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = plot_embedding_projection(embeddings, popularity, path, popularity_label=label, cluster=cluster,
+                                         method=method)
+        used.add(info["method"])
+        summary.figures.append({
+            "file": path.relative_to(ctx.out).as_posix(),
+            "alt": f"{info['method']} projection of the item embeddings of {', '.join(embeddings)}, coloured by "
+                   f"{label.lower()}" + (" and by simulated cluster" if cluster is not None else ""),
+        })
+    summary.notes.append(f"Projection: {', '.join(sorted(used))} (t-SNE when scikit-learn is installed, else PCA); "
+                         "the numbers are computed in the full embedding space, not the projection.")
+    if cluster is None:
+        summary.notes.append(f"{name} has no item clusters: cluster purity is not defined.")
+    return summary
+
+
+def nearest_neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
+    """[n, k] indices of each row's k nearest other rows by cosine similarity (ties: lower index first)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    n = x.shape[0]
+    if n <= k:
+        raise HarnessError(f"projection: {n} items are too few for {k} nearest neighbours")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.where(norms == 0, 1.0, norms)
+    out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, 2048):  # [2048, n] similarities at a time: bounded memory on large catalogues
+        sims = x[start:start + 2048] @ x.T
+        rows = np.arange(sims.shape[0])
+        sims[rows, start + rows] = -np.inf  # not its own neighbour
+        order = np.argsort(-sims, axis=1, kind="stable")  # stable: equal similarity, lower index first
+        out[start:start + sims.shape[0]] = order[:, :k]
+    return out
+
+
+def cluster_purity(neighbours: np.ndarray, cluster: np.ndarray) -> float | None:
+    known = cluster >= 0
+    if not known.any():
+        return None
+    same = cluster[neighbours] == cluster[:, None]
+    return float(same[known].mean())
+
+
+def chance_purity(cluster: np.ndarray) -> float | None:
+    """Expected purity of random neighbours: for an item of cluster c, (|c| - 1) / (n - 1)."""
+    known = cluster[cluster >= 0]
+    if known.size == 0:
+        return None
+    n = len(cluster)
+    sizes = np.bincount(known)
+    return float(((sizes[known] - 1) / (n - 1)).mean())
+
+
+def popularity_locality(neighbours: np.ndarray, popularity: np.ndarray) -> float | None:
+    from scipy.stats import spearmanr
+
+    log_pop = np.log1p(np.asarray(popularity, dtype=np.float64))
+    around = log_pop[neighbours].mean(axis=1)
+    if np.ptp(log_pop) == 0 or np.ptp(around) == 0:
+        return None
+    return float(spearmanr(log_pop, around).statistic)

@@ -1,0 +1,51 @@
+"""The experiments `python -m harness experiment run NAME` knows, each a function of (Context, options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    summary: str  # one line for `experiment list`
+    paper: str
+    run: Callable  # (ctx, args, command) -> Summary
+
+
+def _sweep(name: str):
+    def run(ctx, args, command):
+        from harness.experiments.sweeps import DEFAULT_SAMPLES, SWEEPS, run_sweep
+
+        return run_sweep(SWEEPS[name], ctx, levels=args.levels, samples=args.samples or DEFAULT_SAMPLES,
+                         command=command)
+
+    return run
+
+
+def _cap(ctx, args, command):
+    from harness.experiments.cap import DEFAULT_CAPS, DEFAULT_DATASET, run_cap
+
+    return run_cap(ctx, dataset=args.dataset or DEFAULT_DATASET, caps=args.caps or DEFAULT_CAPS,
+                   tasks=args.tasks or ("rec", "search"), command=command)
+
+
+def _projection(ctx, args, command):
+    from harness.experiments.projection import DEFAULT_DATASET, run_projection
+
+    return run_projection(ctx, dataset=args.dataset or DEFAULT_DATASET, method=args.method, command=command)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "sim1": Experiment("sim1", "SIM1 over its shuffle levels, R@10 against KL(S||R), full and 65% sample",
+                       "Figure 2 (H1)", _sweep("sim1")),
+    "sim2": Experiment("sim2", "SIM2 over % of query match, Gen_R+S vs Gen_R on recommendation, full and 65% sample",
+                       "Table 4 left (H2, S->R)", _sweep("sim2")),
+    "sim3": Experiment("sim3", "SIM3 over % of pairs in qrels, Gen_R+S vs Gen_S on search, full and 65% sample",
+                       "Table 4 right (H2, R->S)", _sweep("sim3")),
+    "cap": Experiment("cap", "cap on training instances per item from the added task (default caps 5 10 50 500, sim1)",
+                      "Figure 4 (H1)", _cap),
+    "projection": Experiment("projection", "item ID embeddings in 2-D by popularity and cluster (default sim2)",
+                             "Figures 1 and 3", _projection),
+}

@@ -1,0 +1,207 @@
+"""`python -m harness experiment ...`: plans of ordinary runs, resumable, summarised from their records alone.
+
+The submissions here are tiny test adapters (popularity with a seeded tail), so the tests check the plumbing:
+which runs happen on which datasets, what the summary says about them, resumption and figures. The T5 numbers
+of the real sweeps are in the closing notes and docs/experiments.md, not asserted."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.data.store import CompiledDataset
+from harness.errors import HarnessError
+from harness.experiments.context import Context, variant
+from harness.experiments.projection import chance_purity, cluster_purity, nearest_neighbours, popularity_locality
+from harness.protocol.submission import load_submission
+
+ADAPTER = """
+import numpy as np
+from harness.protocol.adapter import Adapter
+
+
+class TestAdapter(Adapter):
+    def fit(self, train):
+        counts = train.catalogue.popularity(self.params.get("popularity", "rec"))
+        noise = np.random.default_rng(self.seed).random(len(counts)) * 0.5
+        self.order = np.argsort(-(counts + noise), kind="stable")
+        self.cluster = train.catalogue.cluster
+        calls = self.workdir / "fit_calls"
+        calls.write_text(str(int(calls.read_text()) + 1 if calls.exists() else 1))
+        (self.workdir / "params.json").write_text(__import__("json").dumps(self.params, sort_keys=True))
+
+    def retrieve(self, task, requests, k):
+        return np.broadcast_to(self.order[:k], (len(requests), k))
+
+    def item_embeddings(self):
+        if self.params.get("by_cluster") and self.cluster is not None:
+            return np.eye(int(self.cluster.max()) + 1)[self.cluster] + 1e-3 * np.arange(len(self.cluster))[:, None]
+        return np.random.default_rng(self.seed).normal(size=(len(self.order), 4))
+"""
+
+
+def make(root: Path, name: str, *, popularity: str, references: dict | None = None, extra: str = "") -> None:
+    folder = root / name
+    folder.mkdir(parents=True)
+    refs = "".join(f'{t} = "{r}"\n' for t, r in (references or {}).items())
+    (folder / "config.toml").write_text(textwrap.dedent(f"""
+        [submission]
+        display_name = "{name}"
+        adapter = "adapter.py:TestAdapter"
+        kind = "generative"
+        tasks = ["rec", "search"]
+        datasets = ["sim2"]
+        """) + (f"[references]\n{refs}" if refs else "") + f'[params]\npopularity = "{popularity}"\n{extra}')
+    (folder / "adapter.py").write_text(ADAPTER)
+
+
+@pytest.fixture
+def subs(tmp_path):
+    root = tmp_path / "subs"
+    make(root, "gen_r", popularity="rec", extra="by_cluster = true\n")
+    make(root, "gen_s", popularity="search")
+    make(root, "joint", popularity="search", references={"rec": "gen_r", "search": "gen_s"})
+    return root
+
+
+def experiment(subs: Path, out: Path, *args: str) -> int:
+    return main(["experiment", "run", *args, "--submissions", str(subs), "--joint", "joint", "--out", str(out)])
+
+
+def fit_calls(subs: Path, name: str, dataset: str, seed: int = 0) -> int:
+    from harness.protocol.runner import Runner
+
+    runner = Runner(load_submission(subs / name), out_dir=Path("unused"))
+    with CompiledDataset.open(dataset) as ds:
+        return int((runner.workdir(ds, seed) / "fit_calls").read_text())
+
+
+def test_sim2_sweep_runs_reference_then_joint_per_level_and_sample_and_resumes(subs, tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert experiment(subs, out, "sim2", "--levels", "0", "1", "--samples", "1", "0.65", "--seeds", "0", "1") == 0
+    summary = json.loads((out / "experiment.json").read_text())
+    assert summary["kind"] == "jsr-harness experiment" and summary["name"] == "sim2"
+    # one (reference, joint) pair of rows per sample and level, recommendation only (SIM2's target task)
+    keyed = {(r["sample"], r["level"], r["model"]): r for r in summary["rows"]}
+    assert set(keyed) == {(s, l, m) for s in ("100%", "65%") for l in ("0%", "100%") for m in ("gen_r", "joint")}
+    assert {r["task"] for r in summary["rows"]} == {"recommendation"}
+    for dataset in ("sim2__q_match-0", "sim2__q_match-1", "sim2__q_match-0__sample-0.65", "sim2__q_match-1__sample-0.65"):
+        for name in ("gen_r", "joint"):
+            assert (out / "results" / dataset / name / "record.json").is_file()
+        assert not (out / "results" / dataset / "gen_s").exists()  # search's reference is not needed for SIM2
+
+    # the table's numbers are the records' numbers, and the joint row carries the record's test against gen_r
+    row = keyed[("65%", "100%", "joint")]
+    record = json.loads((out / row["record"]).read_text())
+    assert row["R@10"] == record["metrics"]["rec"]["R@10"]["mean"] and row["seeds"] == 2
+    test = next(t for t in record["significance"]["rec"] if t["metric"] == "R@10")
+    assert test["reference"] == "gen_r" and row["p"] == test["p_holm"] and row["significant"] == test["significant"]
+    ref_row = keyed[("65%", "100%", "gen_r")]
+    assert row["delta"] == pytest.approx(row["R@10"] - ref_row["R@10"])
+    assert row["paper"] == 0.897 and ref_row["paper"] == 0.717  # Table 4's values beside ours
+
+    figure = out / summary["figures"][0]["file"]
+    assert figure.suffix == ".svg" and "% of queries that match" in figure.read_text()
+    assert "| 65% | 100% | recommendation | joint |" in (out / "table.md").read_text()
+    assert (out / "site" / "index.html").is_file()
+    text = capsys.readouterr().out
+    assert "Summary:" in text and "Leaderboard:" in text
+
+    # a second run trains nothing again and writes the same summary
+    before = (out / "experiment.json").read_bytes()
+    assert experiment(subs, out, "sim2", "--levels", "0", "1", "--samples", "1", "0.65", "--seeds", "0", "1") == 0
+    assert fit_calls(subs, "joint", "sim2:q_match=1,sample=0.65", seed=1) == 1
+    assert json.loads(before)["rows"] == json.loads((out / "experiment.json").read_bytes())["rows"]
+
+
+def test_sim1_sweep_puts_the_compiled_kl_on_the_x_axis_and_runs_both_references(subs, tmp_path):
+    out = tmp_path / "exp"
+    assert experiment(subs, out, "sim1", "--levels", "0", "1", "--samples", "1", "--no-site") == 0
+    summary = json.loads((out / "experiment.json").read_text())
+    assert {r["task"] for r in summary["rows"]} == {"recommendation", "search"}
+    row = next(r for r in summary["rows"]
+               if r["level"] == "shuffle 1" and r["model"] == "joint" and r["task"] == "recommendation")
+    record = json.loads((out / row["record"]).read_text())
+    assert row["kl"] == record["dataset"]["stats"]["kld_sr"] and row["kl"] > 0
+    zero = next(r for r in summary["rows"] if r["level"] == "shuffle 0" and r["model"] == "joint")
+    assert zero["kl"] < row["kl"]
+    assert [f["file"] for f in summary["figures"]] == ["figures/sim1-rec.svg", "figures/sim1-search.svg"]
+    assert row["diagnostic"] == record["diagnostics"]["rec"]["h1"]["all"]["delta_pct"]  # H1's ΔPop %
+
+
+def test_cap_runs_a_capped_variant_per_cap_with_its_own_config_and_workdir(subs, tmp_path):
+    out = tmp_path / "exp"
+    assert experiment(subs, out, "cap", "-d", "sim1", "--caps", "2", "50", "--tasks", "rec", "--no-site") == 0
+    summary = json.loads((out / "experiment.json").read_text())
+    assert [(r["model"], r["cap"]) for r in summary["rows"]] == [
+        ("gen_r", "no search data"), ("joint", "none"),
+        ("joint (search capped at 2/item)", 2), ("joint (search capped at 50/item)", 50)]
+    record = json.loads((out / summary["rows"][2]["record"]).read_text())
+    assert record["submission"]["name"] == "joint-cap-search2"
+    assert record["submission"]["config"]["params"]["cap_per_item"] == {"search": 2}
+    assert record["submission"]["config"]["references"] == {"rec": "gen_r"}
+    assert record["significance"]["rec"][0]["reference"] == "gen_r"
+    # the variant trained in its own work folder, with the cap among its params
+    from harness.protocol.runner import Runner
+
+    joint = load_submission(subs / "joint")
+    capped = variant(joint, suffix="cap-search2", display_suffix="(search capped at 2/item)", params={"cap_per_item": {"search": 2}},
+                     references={"rec": "gen_r"})
+    with CompiledDataset.open("sim1") as ds:
+        base_dir, capped_dir = Runner(joint, out_dir=out).workdir(ds, 0), Runner(capped, out_dir=out).workdir(ds, 0)
+    assert base_dir != capped_dir
+    assert json.loads((capped_dir / "params.json").read_text())["cap_per_item"] == {"search": 2}
+    assert "cap_per_item" not in json.loads((base_dir / "params.json").read_text())
+    assert (out / "figures" / "cap-rec.svg").is_file()
+
+
+def test_projection_measures_cluster_purity_in_embedding_space(subs, tmp_path):
+    out = tmp_path / "exp"
+    assert experiment(subs, out, "projection", "-d", "sim2", "--method", "pca", "--no-site") == 0
+    summary = json.loads((out / "experiment.json").read_text())
+    rows = {r["model"]: r for r in summary["rows"]}
+    assert list(rows) == ["gen_r", "gen_s", "joint"]
+    assert rows["gen_r"]["purity"] == 1.0  # its embeddings are its clusters: every neighbour is a cluster-mate
+    assert rows["gen_r"]["chance"] == pytest.approx(5 / 29)  # SIM2: 5 clusters of 6 items
+    assert rows["joint"]["purity"] < 0.6  # random vectors
+    assert len(summary["figures"]) == 2
+    assert "coloured by cluster" in (out / summary["figures"][0]["file"]).read_text()
+
+
+def test_projection_says_which_unit_to_retrain_when_embeddings_are_missing(subs, tmp_path):
+    out = tmp_path / "exp"
+    assert experiment(subs, out, "projection", "-d", "sim2", "--method", "pca", "--no-site") == 0
+    missing = out / "results" / "sim2" / "gen_s" / "units" / "seed0" / "item_embeddings.npy"
+    missing.unlink()
+    with pytest.raises(HarnessError, match="item_embeddings.npy: missing: gen_s's unit finished without storing"):
+        from harness.experiments.projection import run_projection
+
+        run_projection(Context(out=out, submissions_dir=subs, joint="joint"), dataset="sim2", method="pca")
+
+
+def test_bad_options_are_clear_errors(subs, tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert experiment(subs, out, "sim4") == 2
+    assert "experiment 'sim4' is unknown; known: sim1, sim2, sim3, cap, projection" in capsys.readouterr().err
+    assert experiment(subs, out, "sim2", "--levels", "1.5") == 2
+    assert "sim2 levels (q_match): 1.5 is outside [0, 1]" in capsys.readouterr().err
+    assert experiment(subs, out, "cap", "--caps", "0") == 2
+    assert "caps [0] must be positive integers" in capsys.readouterr().err
+    assert main(["experiment", "run", "sim2", "--submissions", str(subs), "--joint", "gen_s", "--out", str(out)]) == 2
+    assert "names no [references]" in capsys.readouterr().err
+
+
+def test_neighbour_measures_by_hand():
+    x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=float)
+    nn = nearest_neighbours(x, 1)
+    assert nn[:, 0].tolist() == [1, 0, 3, 2]
+    cluster = np.array([0, 0, 1, 1])
+    assert cluster_purity(nn, cluster) == 1.0
+    assert chance_purity(cluster) == pytest.approx(1 / 3)
+    # ranks of log popularity (4, 3, 1, 2) against the neighbours' (3, 4, 2, 1): rho = 1 - 6 * 4 / (4 * 15)
+    assert popularity_locality(nn, np.array([100, 90, 1, 2])) == pytest.approx(0.6)
