@@ -110,9 +110,54 @@ def built(tmp_path_factory):
     hostile = write_submission(tmp / "subs", "hostile", display_name=XSS, kind="baseline", tasks=("rec",), seeds=(0,))
     assert main(["run", str(joint), "--out", str(results), "--no-progress"]) == 1  # seed 1 fails, on purpose
     assert main(["run", str(hostile), "--out", str(results), "--no-progress"]) == 0
+    write_experiment(results)
     report = build_site(results, site)
     assert report.records == 4 and not report.skipped
+    assert report.experiments == 1 and not report.skipped_experiments
     return results, site
+
+
+def write_experiment(results: Path) -> Path:
+    """An experiment summary over the runner's records, as `harness experiment run` writes one: a table
+    of R@10 per submission with the joint model's test, rows linking their records, and two figures
+    made by matplotlib (an SVG and a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = records(results)
+    folder = results / "exp-demo"
+    (folder / "figures").mkdir(parents=True)
+    tests = {row["metric"]: row for row in recs["joint_pop"]["significance"]["rec"]}
+    rows = []
+    for name in ("pop_rec", "pop_search", "joint_pop"):
+        row = {"model": recs[name]["submission"]["display_name"], "task": "rec",
+               "R@10": recs[name]["metrics"]["rec"]["R@10"]["mean"], "record": f"../sim1/{name}/record.json"}
+        if name == "joint_pop":
+            row.update(p=tests["R@10"]["p_holm"], significant=tests["R@10"]["significant"])
+        rows.append(row)
+    fig, ax = plt.subplots(figsize=(4, 2.5))
+    ax.bar([r["model"] for r in rows], [r["R@10"] for r in rows])
+    ax.set_xlabel("submission")
+    ax.set_ylabel("R@10 (recommendation)")
+    fig.tight_layout()
+    fig.savefig(folder / "figures" / "recall.svg", metadata={"Date": None})
+    fig.savefig(folder / "figures" / "recall.png", dpi=60)
+    plt.close(fig)
+    summary = {
+        "kind": "jsr-harness experiment", "version": 1, "name": "exp-demo", "title": "Joint popularity on sim1",
+        "paper": "Table 5 (stand-in)", "description": "The runner's records of this test, as an experiment.",
+        "command": "python -m harness experiment run exp-demo",
+        "columns": [{"key": "model", "label": "Model"}, {"key": "task", "label": "Task"},
+                    {"key": "R@10", "label": "R@10"}, {"key": "p", "label": "p (Holm)"}],
+        "rows": rows,
+        "figures": [{"file": "figures/recall.svg", "alt": "R@10 per submission (SVG)"},
+                    {"file": "figures/recall.png", "alt": "R@10 per submission (PNG)"}],
+        "notes": ["seed 1 of Joint_Pop fails on purpose"], "harness_version": "0.1.0",
+    }
+    (folder / "experiment.json").write_text(json.dumps(summary))
+    return folder
 
 
 def records(results: Path) -> dict[str, dict]:
@@ -253,6 +298,7 @@ def test_screenshots_are_saved_as_artifacts(built, tmp_path):
         "index.png": site / "index.html",
         "dataset-sim1.png": site / "dataset-sim1.html",
         "submission-joint.png": site / "submissions" / "joint_pop.html",
+        "experiment.png": site / "experiments" / "exp-demo.html",
     }
     for name, page in shots.items():
         target = ARTIFACTS / name
@@ -260,3 +306,48 @@ def test_screenshots_are_saved_as_artifacts(built, tmp_path):
         chromium(tmp_path, "--window-size=1360,1500", f"--screenshot={target}", page.as_uri())
         assert _png_size(target) == (1360, 1500)
         assert target.stat().st_size > 30_000, f"{target} looks blank"  # a white page compresses to a few kB
+
+
+# Sets each image's natural size on it once the page has loaded: --dump-dom shows attributes, not the
+# decoded image. Injected into a copy of the page only; the site itself has no such script.
+IMAGE_PROBE = """<script>
+window.addEventListener("load", function () {
+  document.querySelectorAll("img").forEach(function (img) {
+    img.setAttribute("data-natural-width", img.naturalWidth);
+    img.setAttribute("data-complete", img.complete);
+  });
+  document.body.setAttribute("data-images-checked", "true");
+});
+</script>"""
+
+
+def test_experiment_page_table_sorting_and_figures_as_rendered(built, tmp_path):
+    results, site = built
+    recs = records(results)
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    page_path = copy / "experiments" / "exp-demo.html"
+    page_path.write_text(page_path.read_text().replace("</body>", IMAGE_PROBE + "</body>"))
+    url = f"{page_path.as_uri()}#sort=experiment-table:2:descending"
+    page = dump_dom(tmp_path, url, "--virtual-time-budget=5000")
+    assert page.find("body").attrs.get("data-ready") == "true"
+    assert page.find("body").attrs.get("data-images-checked") == "true"
+    imgs = page.find_all("img")
+    assert [img.attrs["alt"] for img in imgs] == ["R@10 per submission (SVG)", "R@10 per submission (PNG)"]
+    for img in imgs:  # the copied figure was found and decoded
+        assert img.attrs["data-complete"] == "true" and int(img.attrs["data-natural-width"]) > 0, img.attrs
+    # the table, sorted by R@10 best first, with the joint model's mark as its record's test says
+    table = page.find("table", id="experiment-table")
+    assert table.find("th", data_col="2").attrs.get("aria-sort") == "descending"
+    rows = [[td.text().strip() for td in tr.find_all("td")] for tr in table.find("tbody").find_all("tr")]
+    by_model = {r[0]: r for r in rows}
+    expected = {}
+    for name in ("pop_rec", "pop_search", "joint_pop"):
+        display = recs[name]["submission"]["display_name"]
+        expected[display] = f"{recs[name]['metrics']['rec']['R@10']['mean']:.3f}"
+        assert by_model[display][-1] == f"{display} on sim1"  # the record link
+    joint_test = next(r for r in recs["joint_pop"]["significance"]["rec"] if r["metric"] == "R@10")
+    assert by_model["Joint_Pop"][2] == expected["Joint_Pop"] + ("‡" if joint_test["significant"] else "")
+    assert [r[2].rstrip("‡") for r in rows] == sorted(expected.values(), key=float, reverse=True)
+    links = [a.attrs["href"] for a in table.find_all("a")]
+    assert all(h.startswith("../submissions/") and "#sim1-" in h for h in links) and len(links) == 3

@@ -7,6 +7,9 @@ that names its file, so one bad submission never breaks the build.
 Numbers are only ever compared inside a `Group`: records of one dataset name measured on one dataset
 fingerprint under one protocol version. Records of the same dataset on another fingerprint (a rebuilt or
 changed dataset) or protocol version form a group of their own and get their own tables.
+
+The same walk finds experiment summaries (`experiment.json`, harness.leaderboard.experiments), validated
+and skipped the same way.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.leaderboard.experiments import EXPERIMENT_FILE, LoadedExperiment, read_experiment
 from harness.records.files import RECORD_FILE, read_record_folder
 
 # Folders inside a results tree that never hold records: the runner's per-unit work files.
 _PRUNED_FOLDERS = frozenset({"units"})
+# A file at the top of every built site. A rebuild may only replace a folder holding it, and the records
+# walk never enters one, so a site built inside the records folder is never read back as records.
+SITE_MARKER = ".leaderboard-site"
 _PARALLEL_FROM = 64  # records; below this a process pool costs more than it saves
 
 
@@ -122,6 +129,8 @@ class Collection:
     records: list[LoadedRecord]
     skipped: list[Skipped]
     groups: list[Group]
+    experiments: list[LoadedExperiment] = field(default_factory=list)
+    skipped_experiments: list[Skipped] = field(default_factory=list)
 
     def datasets(self) -> list[str]:
         return sorted({g.dataset for g in self.groups})
@@ -147,26 +156,39 @@ def parse_timestamp(text: str) -> _dt.datetime:
     return _dt.datetime.fromisoformat(f"{match['base']}.{fraction}{offset}")
 
 
-def find_record_folders(root: Path) -> list[Path]:
-    """Every folder under `root` holding a record.json, in a fixed (sorted) order.
+def scan(root: Path) -> tuple[list[Path], list[Path]]:
+    """(folders holding a record.json, experiment.json files) under `root`, each in a fixed (sorted) order.
 
-    The runner's `units/` work folders and hidden folders are not searched."""
-    found = []
+    Not searched: the runner's `units/` work folders, hidden folders (a site being built or swapped out),
+    and built sites (a folder holding SITE_MARKER)."""
+    record_folders, experiment_files = [], []
     for folder, subfolders, files in os.walk(root):
+        if SITE_MARKER in files:
+            subfolders[:] = []
+            continue
         subfolders[:] = sorted(d for d in subfolders if d not in _PRUNED_FOLDERS and not d.startswith("."))
         if RECORD_FILE in files:
-            found.append(Path(folder))
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+            record_folders.append(Path(folder))
+        if EXPERIMENT_FILE in files:
+            experiment_files.append(Path(folder) / EXPERIMENT_FILE)
+    order = lambda p: p.relative_to(root).as_posix()  # noqa: E731
+    return sorted(record_folders, key=order), sorted(experiment_files, key=order)
+
+
+def find_record_folders(root: Path) -> list[Path]:
+    """Every folder under `root` holding a record.json, in a fixed (sorted) order (pruned as in `scan`)."""
+    return scan(root)[0]
 
 
 def collect(root: str | Path) -> Collection:
-    """Read and validate every record under `root`, skip the unusable ones, and group the rest."""
+    """Read and validate every record and experiment summary under `root`, skip the unusable ones, and group
+    the records."""
     root = Path(root)
     if not root.is_dir():
         raise HarnessError(f"{root}: no such records folder (run a submission first: `python -m harness run ...`)")
     loaded: list[LoadedRecord] = []
     skipped: list[Skipped] = []
-    folders = find_record_folders(root)
+    folders, experiment_files = scan(root)
     for folder, (record, error) in zip(folders, _read_all(folders)):
         rel = (folder / RECORD_FILE).relative_to(root).as_posix()
         if error is None:
@@ -175,7 +197,19 @@ def collect(root: str | Path) -> Collection:
             skipped.append(Skipped(rel, _relative_message(error, root)))
     records, duplicates = _drop_duplicates(loaded)
     skipped = sorted(skipped + duplicates, key=lambda s: s.path)
-    return Collection(root=root, records=records, skipped=skipped, groups=group_records(records))
+    experiments, skipped_experiments = _read_experiments(root, experiment_files)
+    return Collection(root=root, records=records, skipped=skipped, groups=group_records(records),
+                      experiments=experiments, skipped_experiments=skipped_experiments)
+
+
+def _read_experiments(root: Path, files: list[Path]) -> tuple[list[LoadedExperiment], list[Skipped]]:
+    experiments, skipped = [], []
+    for path in files:
+        try:
+            experiments.append(read_experiment(path, root))
+        except HarnessError as exc:
+            skipped.append(Skipped(path.relative_to(root).as_posix(), _relative_message(str(exc), root)))
+    return sorted(experiments, key=lambda e: (e.name, e.folder)), skipped
 
 
 def _read_one(folder: Path) -> tuple[dict | None, str | None]:

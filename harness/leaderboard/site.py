@@ -7,12 +7,16 @@ from any static host) and deterministic: the same records give the same bytes, s
 and diffed. Nothing on it depends on the build's date or machine; the only times shown come from the
 records. Every string taken from a record goes through Jinja2's autoescaping.
 
+Experiment summaries (`experiment.json`) found under `records_dir` get pages of their own under
+experiments/ (harness.leaderboard.experiments), linked from the nav when there is at least one.
+
 The site is built in a temporary folder beside `out_dir` and swapped in when complete, so a failed
 build never leaves a half-written site. A folder that was not built by this command is never replaced.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -26,12 +30,13 @@ import markupsafe
 from harness import __version__
 from harness.errors import HarnessError
 from harness.io import canonical_json
-from harness.leaderboard.collect import Collection, Group, LoadedRecord, Skipped, collect
+from harness.leaderboard.collect import SITE_MARKER, Collection, Group, LoadedRecord, Skipped, collect
+from harness.leaderboard.experiments import ExperimentView, build_experiment_view, experiment_ids, experiment_page
 from harness.leaderboard.tables import SIGNIFICANT_MARK, TASK_TITLES, Table, build_table
 from harness.leaderboard.views import FigureCopy, FigureFinder, Node, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
 
-# A file at the top of every built site: its presence is what allows a rebuild to replace the folder.
-SITE_MARKER = ".leaderboard-site"
+# SITE_MARKER (collect.py): a file at the top of every built site; its presence is what allows a rebuild to
+# replace the folder, and the records walk never enters a folder holding it.
 _MARKER_TEXT = "Built by `python -m harness leaderboard build`; rebuilt from the records, never edited by hand.\n"
 
 
@@ -43,14 +48,21 @@ class BuildReport:
     groups: int
     pages: int
     notes: list[str] = field(default_factory=list)
+    experiments: int = 0
+    skipped_experiments: list[Skipped] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        """What the CLI prints: one line per skipped record, then a summary."""
-        out = [f"skipped {s.reason}" if s.reason.startswith(s.path) else f"skipped {s.path}: {s.reason}" for s in self.skipped]
+        """What the CLI prints: one line per skipped record or experiment summary, then a summary."""
+        skipped = [*self.skipped, *self.skipped_experiments]
+        out = [f"skipped {s.reason}" if s.reason.startswith(s.path) else f"skipped {s.path}: {s.reason}" for s in skipped]
         out += [f"note: {note}" for note in self.notes]
+        experiments = ""
+        if self.experiments or self.skipped_experiments:
+            plural = "" if self.experiments == 1 else "s"
+            experiments = f", {self.experiments} experiment{plural} ({len(self.skipped_experiments)} skipped)"
         out.append(
             f"built {self.pages} pages from {self.records} records ({len(self.skipped)} skipped) "
-            f"in {self.groups} tables -> {self.out / 'index.html'}"
+            f"in {self.groups} tables{experiments} -> {self.out / 'index.html'}"
         )
         return out
 
@@ -104,6 +116,7 @@ class Site:
     record_views: dict[str, list[RecordView]] = field(default_factory=dict)
     figures: list[FigureCopy] = field(default_factory=list)
     copies: list[tuple[LoadedRecord, str]] = field(default_factory=list)
+    experiment_views: list[ExperimentView] = field(default_factory=list)
 
     def group_view(self, group: Group) -> GroupView:
         return self.group_views[id(group)]
@@ -118,21 +131,53 @@ def build_site(records_dir: str | Path, out_dir: str | Path) -> BuildReport:
     pages = _render_pages(site)
     _write_site(out_dir, pages, site)
     return BuildReport(out_dir, len(collection.records), collection.skipped, len(collection.groups), len(pages),
-                       _all_notes(site))
+                       _all_notes(site), len(collection.experiments), collection.skipped_experiments)
 
 
 def _prepare(collection: Collection) -> Site:
     site = Site(
         collection,
         dataset_slugs=slugs(g.dataset for g in collection.groups),
-        submission_slugs=slugs(r.name for r in collection.records),
+        submission_slugs=slugs((r.name for r in collection.records), reserved=_INDEX),
     )
     for group in collection.groups:
         site.group_views[id(group)] = _group_view(site, group)
     for group in collection.groups:
         for loaded in group.records:
             site.record_views.setdefault(loaded.name, []).append(_record_view(site, group, loaded))
+    _prepare_experiments(site)
     return site
+
+
+_INDEX = ("index",)  # submissions/index.html and experiments/index.html list the others: no slug may take it
+
+
+def _prepare_experiments(site: Site) -> None:
+    experiments = site.collection.experiments
+    ids = experiment_ids(experiments)
+    slug_of = slugs(ids.values(), reserved=_INDEX)
+    link = functools.partial(_record_link, site, _records_by_path(site), {s.path for s in site.collection.skipped})
+    for loaded in experiments:
+        view = build_experiment_view(loaded, slug_of[ids[loaded.path]], link)
+        site.experiment_views.append(view)
+        site.figures.extend(view.copies)
+
+
+def _records_by_path(site: Site) -> dict[str, RecordView]:
+    return {view.loaded.path: view for views in site.record_views.values() for view in views}
+
+
+def _record_link(site: Site, by_path: dict[str, RecordView], skipped: set[str], path: str | None) -> tuple[str | None, str]:
+    """(site-root-relative href, text) for an experiment row's record (`path` relative to the records
+    folder); no href when the build did not use that record (the text says why)."""
+    view = by_path.get(path) if path is not None else None
+    if view is not None:
+        loaded = view.loaded
+        href = f"submissions/{site.submission_slugs[loaded.name]}.html#{view.group_id}"
+        return href, f"{loaded.display_name} on {loaded.dataset}"
+    if path in skipped:
+        return None, "record skipped (see the build report)"
+    return None, "record not found under the records folder"
 
 
 def dataset_page(slug: str) -> str:
@@ -313,6 +358,8 @@ def _render_pages(site: Site) -> dict[str, str]:
         "mark": SIGNIFICANT_MARK,
         "n_records": len(collection.records),
         "n_skipped": len(collection.skipped),
+        "n_skipped_experiments": len(collection.skipped_experiments),
+        "n_experiments": len(collection.experiments),
         "latest": _latest_finish(collection.records),
         "task_titles": TASK_TITLES,
         "css": _asset("style.css"),
@@ -326,8 +373,20 @@ def _render_pages(site: Site) -> dict[str, str]:
                                      stat_headers=[header for _, header, _ in _table3_columns()])
     pages.update(_dataset_pages(env, common, site))
     pages.update(_submission_pages(env, common, site))
+    pages.update(_experiment_pages(env, common, site))
     pages["report.html"] = _render(env, "report.html", common, root="", skipped=collection.skipped,
-                                   notes=_all_notes(site))
+                                   skipped_experiments=collection.skipped_experiments, notes=_all_notes(site))
+    return pages
+
+
+def _experiment_pages(env: jinja2.Environment, common: dict, site: Site) -> dict[str, str]:
+    """experiments/index.html and one page per experiment; none at all when there is no experiment."""
+    if not site.experiment_views:
+        return {}
+    pages = {experiment_page(view.slug): _render(env, "experiment.html", common, root="../", experiment=view)
+             for view in site.experiment_views}
+    pages["experiments/index.html"] = _render(env, "experiments.html", common, root="../",
+                                              experiments=site.experiment_views)
     return pages
 
 

@@ -17,14 +17,15 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
 FIGURE_SUFFIXES = (".svg", ".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 
-def slugs(names: Iterable[str]) -> dict[str, str]:
+def slugs(names: Iterable[str], reserved: Iterable[str] = ()) -> dict[str, str]:
     """A file-name-safe, case-insensitively unique slug per name, the same for the same set of names.
 
-    Safe names keep their spelling; a name that had to change, or that collides with another after
-    lower-casing (case-insensitive file systems), gets a short hash of the original appended."""
+    Safe names keep their spelling; a name that had to change, that collides with another after
+    lower-casing (case-insensitive file systems), or that would take a `reserved` slug (a folder's
+    index page), gets a short hash of the original appended."""
     names = sorted(set(names))
     plain = {name: _UNSAFE.sub("-", name).strip("-.") or "x" for name in names}
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = {r.lower(): 1 for r in reserved}
     for slug in plain.values():
         counts[slug.lower()] = counts.get(slug.lower(), 0) + 1
     out = {}

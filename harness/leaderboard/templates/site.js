@@ -12,7 +12,7 @@
 
   // Sort every row group (<tbody class="rows">) of a table on its own, so blocks (generative models,
   // baselines) stay apart as in the paper's Table 5. Empty keys ("n/a", "—") always go last; ties keep
-  // the page's original order.
+  // the page's original order. Text compares digits as numbers ("5%" before "50%", "sim2" before "sim10").
   function sortTable(table, col, dir, numeric) {
     var bodies = table.querySelectorAll("tbody.rows");
     for (var b = 0; b < bodies.length; b++) {
@@ -22,7 +22,7 @@
         var a = sortKey(x, col), c = sortKey(y, col), order;
         if (a === "" || c === "") order = (a === "") - (c === "");
         else {
-          order = numeric ? parseFloat(a) - parseFloat(c) : a.localeCompare(c);
+          order = numeric ? parseFloat(a) - parseFloat(c) : a.localeCompare(c, undefined, {numeric: true});
           if (dir === "descending") order = -order;
         }
         return order || (+x.getAttribute("data-order") - +y.getAttribute("data-order"));
