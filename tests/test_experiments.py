@@ -86,6 +86,7 @@ def test_sim2_sweep_runs_reference_then_joint_per_level_and_sample_and_resumes(s
     assert experiment(subs, out, "sim2", "--levels", "0", "1", "--samples", "1", "0.65", "--seeds", "0", "1") == 0
     summary = json.loads((out / "experiment.json").read_text())
     assert summary["kind"] == "jsr-harness experiment" and summary["name"] == "sim2"
+    assert summary["metric_key"] == "R@10"  # the column the site marks with ‡
     # one (reference, joint) pair of rows per sample and level, recommendation only (SIM2's target task)
     keyed = {(r["sample"], r["level"], r["model"]): r for r in summary["rows"]}
     assert set(keyed) == {(s, l, m) for s in ("100%", "65%") for l in ("0%", "100%") for m in ("gen_r", "joint")}

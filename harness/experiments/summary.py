@@ -44,6 +44,7 @@ class Summary:
             "figures": self.figures,
             "notes": self.notes,
             "harness_version": __version__,
+            **({"metric_key": self.metric_key} if self.metric_key else {}),
         }
 
     def markdown(self) -> str:
