@@ -181,3 +181,32 @@ def test_bert4rec_cloze_masks_real_items_only_and_at_least_one(tmp_path):
     masked = batch["inputs"] == a._mask_token
     assert masked.any(axis=1).all() and not (masked & (tokens == 0)).any()
     assert (batch["labels"][masked] == tokens[masked]).all() and (batch["labels"][~masked] == 0).all()
+
+
+# ---- item vectors and the launcher -------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [SASRecAdapter, BERT4RecAdapter])
+def test_item_embeddings_are_the_item_table_without_padding_or_mask_rows(cls, tmp_path):
+    view, _, _ = toy_view([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]], 12)
+    with pytest.raises(HarnessError, match="item_embeddings called before fit"):
+        cls(params=TINY, seed=0, workdir=tmp_path, tasks=frozenset({"rec"}), submission_dir=tmp_path).item_embeddings()
+    a = _fit(cls, view, tmp_path, max_epochs=1)
+    table = a.item_embeddings()
+    assert table.shape == (12, TINY["d_model"]) and table.dtype == np.float32 and np.isfinite(table).all()
+    weight = a._model.item_emb.weight.detach().numpy()  # token = item + 1; 0 pads; BERT4Rec's last row is [MASK]
+    assert weight.shape[0] == {SASRecAdapter: 13, BERT4RecAdapter: 14}[cls]
+    for item in (0, 7, 11):
+        np.testing.assert_array_equal(table[item], weight[item + 1])
+    reused = _fit(cls, view, tmp_path, max_epochs=1)  # from the saved checkpoint, not retrained
+    assert reused.describe()["reused_checkpoint"]
+    np.testing.assert_array_equal(reused.item_embeddings(), table)
+
+
+def test_only_rank_0_saves_the_checkpoint(tmp_path, monkeypatch):
+    """Under a multi-process launcher every rank runs the adapter: one writer for the shared workdir."""
+    view, _, _ = toy_view([[0, 1, 2, 3]] * 2, 5)
+    monkeypatch.setenv("RANK", "1")
+    _fit(SASRecAdapter, view, tmp_path / "r1", max_epochs=1)
+    assert not (tmp_path / "r1" / "model.pt").exists()
+    monkeypatch.delenv("RANK")
+    _fit(SASRecAdapter, view, tmp_path / "r0", max_epochs=1)
+    assert (tmp_path / "r0" / "model.pt").is_file()

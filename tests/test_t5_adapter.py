@@ -96,6 +96,53 @@ def test_refit_in_the_same_workdir_resumes_instead_of_retraining(fitted):
     assert again.describe()["train"]["resumed_from_epoch"] == 2
     requests = view.rec_valid.without_targets()
     np.testing.assert_array_equal(again.retrieve("rec", requests, 4), adapter.retrieve("rec", requests, 4))
+    # The finished checkpoint's item vectors are the trained ones (and not the fresh model's).
+    np.testing.assert_array_equal(again.item_embeddings(), adapter.item_embeddings())
+
+
+def test_item_embeddings_are_the_item_tokens_input_rows_in_catalogue_order(fitted):
+    adapter, view, _ = fitted
+    table = adapter.item_embeddings()
+    d_model = adapter.model.config.d_model
+    assert table.shape == (len(view.catalogue), d_model) and table.dtype == np.float32
+    assert np.isfinite(table).all()
+    weight = adapter.model.get_input_embeddings().weight.detach().numpy()
+    tokenizer = adapter.backbone.tokenizer
+    for item in (0, 5, len(view.catalogue) - 1):  # looked up through the tokenizer, not the offset arithmetic
+        token = tokenizer.convert_tokens_to_ids(f"<item_{item}>")
+        np.testing.assert_array_equal(table[item], weight[token])
+    assert len(np.unique(table, axis=0)) == len(table)  # distinct rows: not one row repeated
+
+
+def test_item_embeddings_before_fit_is_a_clear_error(tmp_path):
+    with pytest.raises(HarnessError, match="item_embeddings called before fit"):
+        _adapter(tmp_path).item_embeddings()
+
+
+def test_item_embeddings_under_zero3_are_gathered_from_the_partitions(tmp_path):
+    """ZeRO-3 partitions parameters (a rank holds an empty tensor outside forward passes): the rows must be
+    gathered, and retrieval must work the same after the gather."""
+    import deepspeed
+
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    # Persistence threshold 0: even tiny parameters are partitioned, as flan-t5-base's embedding would be.
+    (sub / "deepspeed.json").write_text(json.dumps(
+        {"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}}))
+    adapter = _adapter(tmp_path, epochs=1, valid_max_examples=0)
+    view = toy_view()
+    adapter.fit(view)
+    weight = adapter.model.get_input_embeddings().weight
+    assert weight.numel() == 0 and hasattr(weight, "ds_id")  # partitioned: nothing to read without a gather
+    requests = view.rec_valid.without_targets()
+    before = adapter.retrieve("rec", requests, 4)
+    table = adapter.item_embeddings()
+    assert table.shape == (12, adapter.model.config.d_model) and np.isfinite(table).all()
+    with deepspeed.zero.GatheredParameters([weight]):
+        offset = adapter.backbone.items.offset
+        np.testing.assert_array_equal(table, weight.detach()[offset : offset + 12].numpy())
+    assert weight.numel() == 0  # partitioned again
+    np.testing.assert_array_equal(adapter.retrieve("rec", requests, 4), before)
 
 
 def test_checkpoint_from_another_dataset_is_refused(fitted):
@@ -103,6 +150,31 @@ def test_checkpoint_from_another_dataset_is_refused(fitted):
     other = _adapter(tmp)
     with pytest.raises(HarnessError, match="dataset fingerprint sha256:toy, but this run has sha256:changed"):
         other.fit(toy_view(fingerprint="sha256:changed"))
+
+
+def test_a_capped_run_never_resumes_an_uncapped_runs_checkpoint(fitted):
+    """Even in the same workdir (the runner gives it another one anyway: the config hash changes)."""
+    _, view, tmp = fitted
+    capped = _adapter(tmp, cap_per_item={"search": 1})
+    with pytest.raises(HarnessError, match="training setup hash .* refusing to resume"):
+        capped.fit(view)
+
+
+@pytest.mark.parametrize(
+    "name, setup_hash",
+    [
+        ("joint_t5", "sha256:1b29235e6521698dfb7368722f38ac7850e7cb2e4d5f06339734df20cb9358c4"),
+        ("rec_t5", "sha256:891a0484d141c5681ea808ccd3f696576b64c80a68c7257700178e12c983be65"),
+    ],
+)
+def test_setup_hash_of_the_shipped_configs_is_unchanged_by_new_params(name, setup_hash):
+    """Checkpoints written before a param existed must stay resumable: an unset new param (cap_per_item = {})
+    leaves the setup hash as it was. These hashes are the ones in checkpoints written before cap_per_item; if you
+    change the shipped configs or deepspeed.json on purpose, update them (old checkpoints are then refused)."""
+    sub = load_submission(REPO / "submissions" / name)
+    adapter = GenerativeT5Adapter(params=sub.params, seed=0, workdir=Path("unused"), tasks=frozenset(sub.tasks),
+                                  submission_dir=sub.folder)
+    assert adapter._setup_hash() == setup_hash
 
 
 @pytest.mark.parametrize(

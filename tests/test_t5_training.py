@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,60 @@ def test_batch_size_resolution_is_one_source_of_truth(tmp_path):
     assert cfg["bf16"] == {"enabled": False}  # an explicit choice in the JSON wins
 
 
+def test_a_plain_process_gets_its_distributed_variables_removed_after_training(tmp_path, monkeypatch):
+    for name in training.DIST_ENV:
+        monkeypatch.delenv(name, raising=False)
+    _train(tmp_path, tmp_path / "w", epochs=1)
+    assert not set(training.DIST_ENV) & set(os.environ)
+
+
+def test_a_launchers_distributed_variables_are_left_alone(tmp_path, monkeypatch):
+    launcher_env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": str(training._free_port())}
+    for name, value in launcher_env.items():
+        monkeypatch.setenv(name, value)
+    _train(tmp_path, tmp_path / "w", epochs=1)
+    assert {name: os.environ.get(name) for name in launcher_env} == launcher_env
+
+
+class _FakeEngine:
+    """What _save_epoch needs of a DeepSpeed engine: save_checkpoint writes this rank's shard."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+
+    def save_checkpoint(self, save_dir, tag, save_latest):
+        folder = Path(save_dir) / tag
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"zero_pp_rank_{self.rank}_optim_states.pt").write_text("shard")
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_only_rank_0_writes_our_own_checkpoint_files(tmp_path, monkeypatch, rank):
+    """DeepSpeed's save is collective (every rank writes its shard); harness.json, the rename into place and
+    pruning are plain file IO and must come from rank 0 alone, each followed by a barrier."""
+    barriers = []
+    monkeypatch.setattr(training, "_barrier", lambda: barriers.append(1))
+    root = tmp_path / "checkpoints"
+    (root / "epoch-0001").mkdir(parents=True)
+    (root / "epoch-0001" / ckpt.META_FILE).write_text("{}")  # an older complete checkpoint, prunable
+    (root / ".partial" / "epoch-0002").mkdir(parents=True)
+    (root / ".partial" / "epoch-0002" / "stale-from-a-killed-save").write_text("x")
+    meta = ckpt.CheckpointMeta(_identity(), 2, [{"epoch": 1}, {"epoch": 2}], 2)
+    training._save_epoch(_FakeEngine(rank), root, meta, rank, keep={2})
+    assert len(barriers) == 3
+    partial = root / ".partial" / "epoch-0002"
+    if rank == 0:
+        assert ckpt.complete_epochs(root) == [2]  # committed, epoch 1 pruned
+        assert not (root / "epoch-0002" / "stale-from-a-killed-save").exists()  # cleared before the save
+        assert (root / "epoch-0002" / "zero_pp_rank_0_optim_states.pt").is_file()
+    else:
+        assert ckpt.complete_epochs(root) == [1]  # rank 1 committed, pruned and cleared nothing
+        assert (partial / "stale-from-a-killed-save").is_file()
+        assert (partial / "zero_pp_rank_1_optim_states.pt").is_file()
+        assert not (partial / ckpt.META_FILE).exists()
+
+
 def test_each_rank_gets_its_share_of_every_global_batch():
     batch = np.arange(10)
     shares = [training.rank_micro_batches(batch, r, world_size=2, accumulation=2) for r in range(2)]
@@ -233,10 +288,14 @@ out, epochs, stop = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def hook(record):
     if record["epoch"] == stop:
         sys.exit(3)
+launcher_env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
 model, result = t._train(out, out / "w", epochs=epochs, on_epoch_end=hook)
-checksum = sum(float(p.double().sum()) for p in model.parameters())
-print(f"RESULT rank={os.environ['RANK']} world={result.world_size} resumed={result.resumed_from_epoch} "
-      f"micro={result.deepspeed_config['train_micro_batch_size_per_gpu']} checksum={checksum!r}", flush=True)
+checksum = sum(float(p.detach().double().sum()) for p in model.parameters())
+kept = all(os.environ.get(k) == v for k, v in launcher_env.items())
+# One file per rank: the two ranks' stdout lines interleave.
+(out / f"result-rank{os.environ['RANK']}.txt").write_text(
+    f"rank={os.environ['RANK']} world={result.world_size} resumed={result.resumed_from_epoch} "
+    f"micro={result.deepspeed_config['train_micro_batch_size_per_gpu']} env_kept={kept} checksum={checksum!r}")
 """
 
 
@@ -244,8 +303,6 @@ print(f"RESULT rank={os.environ['RANK']} world={result.world_size} resumed={resu
 def test_two_ranks_under_the_deepspeed_launcher_agree_and_resume(tmp_path):
     """The multi-rank path on CPU: `deepspeed --num_gpus 2 --no_local_rank`, gloo. Both ranks end with the same
     weights, each takes half of every global batch, and a relaunch after an interruption resumes bit-exactly."""
-    import os
-    import re
     import shutil
     import subprocess
 
@@ -260,17 +317,20 @@ def test_two_ranks_under_the_deepspeed_launcher_agree_and_resume(tmp_path):
 
     def launch(out: Path, epochs: int, stop: int = 0) -> list[dict[str, str]]:
         out.mkdir(exist_ok=True)
+        for old in out.glob("result-rank*.txt"):
+            old.unlink()
         proc = subprocess.run(
             [launcher, "--num_gpus", "2", "--no_local_rank", "--master_port", str(training._free_port()),
              str(script), str(Path(__file__).resolve().parent), str(out), str(epochs), str(stop)],
             env=env, capture_output=True, text=True, timeout=400,
         )
-        rows = [dict(kv.split("=") for kv in m.split()) for m in re.findall(r"RESULT (.*)", proc.stdout)]
+        rows = [dict(kv.split("=") for kv in f.read_text().split()) for f in sorted(out.glob("result-rank*.txt"))]
         assert stop or len(rows) == 2, (proc.stdout + proc.stderr)[-3000:]
         return rows
 
     reference = launch(tmp_path / "uninterrupted", epochs=2)
     assert {r["world"] for r in reference} == {"2"} and {r["micro"] for r in reference} == {"10"}
+    assert {r["env_kept"] for r in reference} == {"True"}  # the launcher's RANK etc. survive training
     assert reference[0]["checksum"] == reference[1]["checksum"]
     assert launch(tmp_path / "interrupted", epochs=2, stop=1) == []
     assert ckpt.complete_epochs(tmp_path / "interrupted" / "w" / "checkpoints") == [1]

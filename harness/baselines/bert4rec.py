@@ -74,9 +74,12 @@ def build_bert4rec(n_items: int, *, max_len: int, d_model: int, n_layers: int, n
                 x = block(x, allowed)
             return x
 
+        def item_weights(self):
+            return self.item_emb.weight[1 : n_items + 1]  # [n_items, d]: without padding (0) and [MASK] (n + 1)
+
         def logits(self, hidden):
             """hidden [..., d] -> scores over the catalogue [..., n_items]."""
-            return self.head(hidden) @ self.item_emb.weight[1 : n_items + 1].T + self.out_bias
+            return self.head(hidden) @ self.item_weights().T + self.out_bias
 
     return BERT4Rec()
 

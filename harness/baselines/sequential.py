@@ -31,6 +31,7 @@ import abc
 import copy
 import hashlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -235,6 +236,10 @@ class SequentialAdapter(Adapter):
     def score_histories(self, model, histories: list[np.ndarray]):
         """Scores [n, n_items] (a tensor) of every catalogue item for each history."""
 
+    def item_table(self, model):
+        """The model's item embedding rows [n_items, d], row i = catalogue item i (no padding or mask rows)."""
+        return model.item_weights()
+
     def model_facts(self) -> dict[str, Any]:
         return {}
 
@@ -345,6 +350,15 @@ class SequentialAdapter(Adapter):
                 out.extend(top_k_rows(scores.cpu().numpy(), k))
         return out
 
+    # -- item vectors (paper Figures 1 and 3) --
+    def item_embeddings(self) -> np.ndarray:
+        """float32 [n_items, d_model]: the trained (or reused) model's item embedding table, row i = item i."""
+        torch = _torch()
+        if getattr(self, "_model", None) is None:
+            raise HarnessError(f"{self.name}: item_embeddings called before fit")
+        with torch.no_grad():
+            return self.item_table(self._model).float().cpu().numpy()
+
     # -- checkpoint reuse in the unit's workdir --
     def _checkpoint_key(self, train: TrainView) -> str:
         facts = {
@@ -377,6 +391,10 @@ class SequentialAdapter(Adapter):
 
     def _save_checkpoint(self, key: str) -> None:
         torch = _torch()
+        if os.environ.get("RANK", "0").strip() not in ("", "0"):
+            # Under a multi-process launcher every rank trains its own copy: only rank 0 writes the file
+            # (the same rule as the runner's); the atomic rename would keep it whole anyway.
+            return
         self.workdir.mkdir(parents=True, exist_ok=True)
         saved = {
             "key": key,

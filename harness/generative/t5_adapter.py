@@ -8,9 +8,21 @@ and serves. Training data (paper §4, Table 1):
     search one example per (query, relevant item) pair (SearchExamples.pairs()): "query text" -> <item_3> EOS
     joint  both lists concatenated; every epoch shuffles them together (seeded by the unit's seed)
 
+`cap_per_item = { search = 5 }` keeps at most 5 training instances per target item of that task before
+training (paper Figure 4: "limiting the number of training instances per item" of the added task): a seeded
+permutation of the task's instances (one per rec example, one per (query, item) pair), then the first N of
+each item, kept in their original order. Validation examples are never capped.
+
 Retrieval decodes with diverse (group) beam search constrained to the item tokens: num_beams = K,
 num_beam_groups = K / 2, diversity penalty 0.25 (the paper's settings; overridable in [params]), K
 returned sequences of which the first occurrence of each item is kept, best first.
+
+`item_embeddings()` gives the learned input-embedding rows of the item ID tokens (the paper's Figures 1 and 3).
+
+Under the `deepspeed` launcher every rank runs this adapter: training is data-parallel; validation, retrieval
+and item_embeddings are computed by every rank alike (each rank decodes every request: correct, and needed
+under ZeRO-3, whose forward passes are collective). The adapter writes no file of its own outside training.py's
+checkpoints, where DeepSpeed's shards are written collectively and our own files by rank 0 only.
 
 [params] (all optional; unknown keys are errors) -- see `T5Params` for types and defaults.
 """
@@ -29,9 +41,10 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.protocol.adapter import Adapter
-from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+from harness.protocol.views import TASKS, RecExamples, SearchExamples, Task, TrainView
 
 DEFAULT_VALID_K = 10  # when neither params.valid_k nor the training view names the dataset's headline K
+_CAP_STREAM = 11  # random stream of the per-item cap (validation sampling uses 7): [seed, stream, task]
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class T5Params:
     lr_schedule: str = "linear"  # "linear" | "constant"
     max_history: int = 0  # last N history items in a rec input; 0 = whole history (paper)
     max_source_tokens: int = 512  # input length cap in tokens (rec keeps the most recent end)
+    cap_per_item: dict = field(default_factory=dict)  # {task: N}: at most N training instances per target item
     diversity_penalty: float = 0.25  # paper
     num_beams: int | None = None  # None: K
     num_beam_groups: int | None = None  # None: K / 2 (paper)
@@ -92,6 +106,20 @@ class T5Params:
         require(self.valid_max_examples >= 0, "valid_max_examples", "give an integer >= 0 (0: no validation)")
         require(self.threads >= 0, "threads", "give an integer >= 0 (0: torch's default)")
         require(self.valid_k is None or self.valid_k >= 2, "valid_k", "give an even integer >= 2")
+        for task, cap in self.cap_per_item.items():
+            if task not in TASKS:
+                raise HarnessError(f"{where}: params.cap_per_item has the key {task!r}, not a task; allowed: "
+                                   f"{', '.join(TASKS)}")
+            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+                raise HarnessError(f"{where}: params.cap_per_item.{task} = {cap!r}; give an integer >= 1 (the most "
+                                   f"training instances kept per target item)")
+
+    def check_tasks(self, tasks: frozenset[str], where: str) -> None:
+        """Settings that only make sense for the tasks the submission trains."""
+        untrained = sorted(set(self.cap_per_item) - set(tasks))
+        if untrained:
+            raise HarnessError(f"{where}: params.cap_per_item caps {untrained}, but this submission trains only "
+                               f"{sorted(tasks)}: remove the key(s) or add the task(s)")
 
 
 _TYPES = {"str": str, "bool": bool, "int": int, "float": (int, float), "dict": dict}
@@ -116,6 +144,7 @@ class GenerativeT5Adapter(Adapter):
                          submission_dir=Path(submission_dir))
         self.where = str(self.submission_dir / "config.toml")
         self.hp = T5Params.parse(self.params, self.where)
+        self.hp.check_tasks(self.tasks, self.where)
         self.deepspeed_config_path = self.submission_dir / self.hp.deepspeed_config
         if not self.deepspeed_config_path.is_file():
             raise HarnessError(f"{self.where}: params.deepspeed_config = {self.hp.deepspeed_config!r}: "
@@ -124,6 +153,7 @@ class GenerativeT5Adapter(Adapter):
         self.model = None
         self._trie_cache = None  # the decoder's prefix trie of item IDs, built once per fitted backbone
         self._info: dict[str, Any] = {}
+        self._cap_report: dict[str, dict[str, int]] = {}
 
     # ---- training -------------------------------------------------------------------------------------
     def fit(self, train: TrainView) -> None:
@@ -171,6 +201,7 @@ class GenerativeT5Adapter(Adapter):
         )
         self._info = {
             "training_examples": counts,
+            "cap_per_item": self._cap_report,
             "valid_k": valid_k,
             "setup_hash": identity.setup_hash,
             "setup_s": round(setup_s, 3),
@@ -195,13 +226,20 @@ class GenerativeT5Adapter(Adapter):
         sources: list[list[int]] = []
         targets: list[np.ndarray] = []
         counts = {}
+        self._cap_report = {}
         for task in sorted(self.tasks):
-            examples = train.rec_train if task == "rec" else train.search_train
             if task == "rec":
-                src, items = self._encode("rec", examples), np.asarray(examples.target)
+                examples, items = train.rec_train, np.asarray(train.rec_train.target)
+                kept = self._capped(task, items)
+                if kept is not None:
+                    examples, items = examples.select(kept), items[kept]
+                src = self._encode("rec", examples)
             else:
-                query_index, items = examples.pairs()
-                encoded = self._encode("search", examples)
+                query_index, items = train.search_train.pairs()
+                kept = self._capped(task, items)
+                if kept is not None:
+                    query_index, items = query_index[kept], items[kept]
+                encoded = self._encode("search", train.search_train)
                 src = [encoded[i] for i in query_index]
             sources += src
             targets.append(target_ids(items, self.backbone.items, self.backbone.eos_token_id))
@@ -209,6 +247,22 @@ class GenerativeT5Adapter(Adapter):
         if not sources:
             raise HarnessError(f"{train.dataset}: no training examples for tasks {sorted(self.tasks)}")
         return Seq2SeqData(sources, np.concatenate(targets)), counts
+
+    def _capped(self, task: Task, items: np.ndarray) -> np.ndarray | None:
+        """Indices of the task's training instances kept under params.cap_per_item (None: not capped)."""
+        cap = self.hp.cap_per_item.get(task)
+        if cap is None:
+            return None
+        kept = cap_per_item(items, cap, np.random.default_rng([self.seed, _CAP_STREAM, TASKS.index(task)]))
+        per_item = np.bincount(items, minlength=1)
+        self._cap_report[task] = {
+            "cap": cap,
+            "instances": len(items),
+            "kept": len(kept),
+            "dropped": len(items) - len(kept),
+            "items_capped": int((per_item > cap).sum()),
+        }
+        return kept
 
     def _encode(self, task: Task, examples: RecExamples | SearchExamples) -> list[list[int]]:
         from harness.generative.tokenizer import encode_sources, rec_source, search_source
@@ -253,6 +307,9 @@ class GenerativeT5Adapter(Adapter):
         shaping = {k: v for k, v in asdict(self.hp).items()
                    if k not in ("backbone_path", "allow_download", "eval_batch_size", "progress",
                                 "keep_all_checkpoints", "threads")}
+        if not shaping["cap_per_item"]:
+            # Uncapped runs hash exactly as before the key existed, so their checkpoints stay resumable.
+            del shaping["cap_per_item"]
         setup = {
             "params": shaping,
             "tasks": sorted(self.tasks),
@@ -268,7 +325,10 @@ class GenerativeT5Adapter(Adapter):
         if task not in self.tasks:
             raise HarnessError(f"this submission serves {sorted(self.tasks)}, not {task!r}")
         self._check_k(k)
-        return self._decode(self.model, self._encode(task, requests), k)
+        from harness.generative.training import distributed_env
+
+        with distributed_env():  # ZeRO-3's forward hooks read LOCAL_RANK; a plain process has it only meanwhile
+            return self._decode(self.model, self._encode(task, requests), k)
 
     def _check_k(self, k: int) -> None:
         if not isinstance(k, (int, np.integer)) or k < 2 or k % 2:
@@ -317,6 +377,27 @@ class GenerativeT5Adapter(Adapter):
             self._trie_cache = trie_cls(self.backbone.items.all_sequences(), self.backbone.eos_token_id)
         return self._trie_cache
 
+    # ---- item vectors (paper Figures 1 and 3) -----------------------------------------------------------
+    def item_embeddings(self) -> np.ndarray:
+        """float32 [n_items, d_model]: row i is the input-embedding row of item i's ID token `<item_i>`.
+
+        Read from the trained module retrieval decodes with (the best epoch's weights, or a resumed finished
+        checkpoint's). Offline presets tie the output layer to these rows; flan-t5-base's output layer is separate
+        and not included. Under ZeRO-3 the embedding is partitioned across ranks, so it is gathered for the read
+        (`training.full_parameters`, collective: every rank calls this, as every rank runs the runner).
+        """
+        import torch
+
+        from harness.generative.training import distributed_env, full_parameters
+
+        if self.model is None:
+            raise HarnessError("GenerativeT5Adapter.item_embeddings called before fit")
+        weight = self.model.get_input_embeddings().weight
+        token_ids = torch.as_tensor(self.backbone.items.token_ids(np.arange(self.n_items)))
+        with distributed_env(), full_parameters(weight), torch.no_grad():
+            rows = weight.index_select(0, token_ids.to(weight.device))
+            return rows.float().cpu().numpy()
+
     # ---- the record -----------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         versions = {}
@@ -358,6 +439,22 @@ def pad_batch(sources: Sequence[Sequence[int]], pad_id: int, device):
         ids[row, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
         mask[row, : len(s)] = 1
     return ids.to(device), mask.to(device)
+
+
+def cap_per_item(items: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Ascending indices of the instances kept when each target item keeps at most `cap` of its instances.
+
+    Which ones: the instances are put in a random order (`rng`), and each item keeps its first `cap` there; an
+    item with `cap` or fewer keeps them all. The result is sorted, so the kept instances keep their order.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    shuffled = rng.permutation(len(items))
+    by_item = shuffled[np.argsort(items[shuffled], kind="stable")]  # grouped by item, shuffled order within
+    grouped = items[by_item]
+    group_start = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if len(grouped) else np.zeros(0, int)
+    sizes = np.diff(np.r_[group_start, len(grouped)])
+    rank_in_item = np.arange(len(grouped)) - np.repeat(group_start, sizes)
+    return np.sort(by_item[rank_in_item < cap])
 
 
 def unique_in_order(items: np.ndarray) -> np.ndarray:

@@ -4,10 +4,14 @@ Read it top to bottom: (1) the distributed environment, (2) the DeepSpeed config
 schedule, (4) the data order and batches, (5) the loop with its per-epoch validation and checkpoints.
 
 One process on a CPU (what `python -m harness run` is): RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT
-are set here when unset (a free port), gloo backend, fp32. Under the `deepspeed` launcher (several GPUs or
-nodes) the launcher's variables are used as given; bf16 where the GPU supports it unless the DeepSpeed JSON
-says otherwise. Each rank takes its share of every global batch; checkpoints assume a filesystem all ranks
-share (one node, or a shared workdir).
+are set here when unset (a free port), gloo backend, fp32; `train` removes the ones it set when it returns, so
+nothing after it (the runner's rank check, a subprocess) mistakes the process for a launcher's rank. Under the
+`deepspeed` launcher (several GPUs or nodes) the launcher's variables are used as given and left alone; bf16
+where the GPU supports it unless the DeepSpeed JSON says otherwise. Each rank takes its share of every global
+batch. Checkpoints assume a filesystem all ranks share (one node, or a shared workdir): DeepSpeed's
+save_checkpoint is collective (each rank writes its own ZeRO shard), and every file we write ourselves
+(harness.json, the rename into place, pruning) is written by rank 0 only, with a barrier before other ranks
+read it.
 
 One source of truth for the batch: [params].batch_size (the paper's 128) is the global batch. The DeepSpeed
 JSON may leave `train_batch_size` out (it is filled in) or repeat the same value; a different value is an
@@ -24,6 +28,7 @@ share, and collectives go through gloo.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -78,18 +83,56 @@ class TrainResult:
 
 
 # ---- (1) distributed environment --------------------------------------------------------------------
+DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def set_missing_dist_env() -> dict[str, str]:
+    """Give a plain process the variables torch.distributed reads (rank 0 of 1, a free local port).
+
+    Returns only what it set: a launcher's variables are never touched, and `restore_dist_env` removes just these.
+    """
+    defaults = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    set_here = {}
+    for name in DIST_ENV:
+        if name not in os.environ:
+            os.environ[name] = defaults[name] if name in defaults else str(_free_port())
+            set_here[name] = os.environ[name]
+    return set_here
+
+
+def restore_dist_env(set_here: dict[str, str]) -> None:
+    """Remove what `set_missing_dist_env` set (a variable changed since by someone else is left as it is)."""
+    for name, value in set_here.items():
+        if os.environ.get(name) == value:
+            del os.environ[name]
+
+
+@contextlib.contextmanager
+def distributed_env():
+    """The span of work that needs the distributed variables (a training; a ZeRO-3 model's forward passes and
+    gathers, whose hooks read LOCAL_RANK): a plain process's missing ones are set on entry and removed on exit.
+
+    The process group itself stays initialised (DeepSpeed initialises it once per process; ZeRO-3 models still
+    need it to gather their partitioned parameters when decoding).
+    """
+    set_here = set_missing_dist_env()
+    try:
+        yield
+    finally:
+        restore_dist_env(set_here)
+
+
 def setup_distributed() -> tuple[int, int]:
-    """Initialise torch.distributed through DeepSpeed once per process; returns (rank, world size)."""
+    """Initialise torch.distributed through DeepSpeed once per process; returns (rank, world size).
+
+    Sets the variables of a plain process when unset and leaves them set; `train` wraps it in `distributed_env`.
+    """
     import torch
 
     import deepspeed
 
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    set_missing_dist_env()
     if int(os.environ["WORLD_SIZE"]) == 1:
         _skip_shm_comm_op()
     if not deepspeed.comm.is_initialized():
@@ -116,6 +159,21 @@ def _barrier() -> None:
     import deepspeed
 
     deepspeed.comm.barrier()
+
+
+@contextlib.contextmanager
+def full_parameters(*params):
+    """Read whole parameters inside this block, whatever the ZeRO stage.
+
+    ZeRO-3 partitions every parameter across ranks (outside a forward pass a rank holds an empty tensor); this
+    gathers the full tensors for reading (deepspeed.zero.GatheredParameters, modifier_rank=None: nothing is
+    written back) and repartitions them on exit. Collective under ZeRO-3: every rank must enter it. For
+    ZeRO-1/2 and plain modules the parameters are whole already and this does nothing.
+    """
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(params), modifier_rank=None):
+        yield
 
 
 # ---- (2) the DeepSpeed config -----------------------------------------------------------------------
@@ -273,67 +331,70 @@ def train(
     """Train `model` on `data`; returns (the trained module holding the best epoch's weights, the result).
 
     `validate(module) -> {task: recall}` runs after every epoch; with `select_best` the best mean recall
-    picks the weights kept, otherwise (or without validation) the last epoch's. Resumes from the newest complete checkpoint in `checkpoint_dir`.
+    picks the weights kept, otherwise (or without validation) the last epoch's. Resumes from the newest complete
+    checkpoint in `checkpoint_dir`. Under ZeRO-3 the returned module's parameters stay partitioned: read them inside
+    `full_parameters(...)`.
     """
     import torch
 
     import deepspeed
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    rank, world_size = setup_distributed()
-    bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    raw = read_deepspeed_config(deepspeed_config)
-    cfg = resolve_deepspeed_config(raw, path=deepspeed_config, batch_size=hp.batch_size,
-                                   world_size=world_size, bf16_available=bf16_ok)
-    check_deepspeed_accepts(cfg, deepspeed_config)
-    accumulation = cfg["gradient_accumulation_steps"]
+    with distributed_env():  # a plain process's RANK etc. are removed again when training ends
+        rank, world_size = setup_distributed()
+        bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        raw = read_deepspeed_config(deepspeed_config)
+        cfg = resolve_deepspeed_config(raw, path=deepspeed_config, batch_size=hp.batch_size,
+                                       world_size=world_size, bf16_available=bf16_ok)
+        check_deepspeed_accepts(cfg, deepspeed_config)
+        accumulation = cfg["gradient_accumulation_steps"]
 
-    min_batch = world_size * accumulation
-    steps_per_epoch = len(global_batches(np.arange(len(data)), hp.batch_size, min_batch))
-    if steps_per_epoch == 0:
-        raise HarnessError(f"no training batch: {len(data)} training examples for {world_size} x {accumulation} micro-steps")
-    optimizer = make_optimizer(model, hp)
-    schedule = make_schedule(optimizer, steps_per_epoch * hp.epochs, hp.lr_schedule)
-    torch.manual_seed(hp.seed)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule, config=cfg)
+        min_batch = world_size * accumulation
+        steps_per_epoch = len(global_batches(np.arange(len(data)), hp.batch_size, min_batch))
+        if steps_per_epoch == 0:
+            raise HarnessError(f"no training batch: {len(data)} training examples for {world_size} x {accumulation} micro-steps")
+        optimizer = make_optimizer(model, hp)
+        schedule = make_schedule(optimizer, steps_per_epoch * hp.epochs, hp.lr_schedule)
+        torch.manual_seed(hp.seed)
+        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule, config=cfg)
 
-    meta = _resume(engine, checkpoint_dir, identity, log)
-    resumed_from = meta.epoch if meta else None
-    curve = list(meta.curve) if meta else []
-    best_epoch = meta.best_epoch if meta else None
+        meta = _resume(engine, checkpoint_dir, identity, log)
+        resumed_from = meta.epoch if meta else None
+        curve = list(meta.curve) if meta else []
+        best_epoch = meta.best_epoch if meta else None
 
-    for epoch in range(len(curve) + 1, hp.epochs + 1):
-        record = _train_one_epoch(engine, data, hp, epoch, steps_per_epoch, rank, world_size, accumulation,
-                                  pad_token_id, progress)
-        if validate is not None:
-            t0 = time.perf_counter()
-            record["valid"] = validate(engine.module)
-            record["valid_score"] = float(np.mean(list(record["valid"].values()))) if record["valid"] else 0.0
-            record["valid_s"] = round(time.perf_counter() - t0, 3)
-            engine.train()
-        curve.append(record)
-        best_epoch = _best_epoch(curve) if select_best else epoch
-        _save_epoch(engine, checkpoint_dir, ckpt.CheckpointMeta(identity, epoch, curve, best_epoch), rank,
-                    keep=None if keep_all_checkpoints else {best_epoch})
-        if rank == 0:
-            log(_describe_epoch(record, hp.epochs))
-        if on_epoch_end is not None:
-            on_epoch_end(record)
+        for epoch in range(len(curve) + 1, hp.epochs + 1):
+            record = _train_one_epoch(engine, data, hp, epoch, steps_per_epoch, rank, world_size, accumulation,
+                                      pad_token_id, progress)
+            if validate is not None:
+                t0 = time.perf_counter()
+                record["valid"] = validate(engine.module)
+                record["valid_score"] = float(np.mean(list(record["valid"].values()))) if record["valid"] else 0.0
+                record["valid_s"] = round(time.perf_counter() - t0, 3)
+                engine.train()
+            curve.append(record)
+            best_epoch = _best_epoch(curve) if select_best else epoch
+            _save_epoch(engine, checkpoint_dir, ckpt.CheckpointMeta(identity, epoch, curve, best_epoch), rank,
+                        keep=None if keep_all_checkpoints else {best_epoch})
+            if rank == 0:
+                log(_describe_epoch(record, hp.epochs))
+            if on_epoch_end is not None:
+                on_epoch_end(record)
 
-    if best_epoch is not None and best_epoch != len(curve):
-        _load_weights_only(engine, checkpoint_dir, best_epoch, identity)
-    engine.eval()
-    result = TrainResult(
-        curve=curve,
-        best_epoch=best_epoch,
-        resumed_from_epoch=resumed_from,
-        deepspeed_config=cfg,
-        world_size=world_size,
-        device=str(engine.device),
-        precision=precision_of(cfg),
-        steps=steps_per_epoch * len(curve),
-    )
-    return engine.module, result
+        if best_epoch is not None and best_epoch != len(curve):
+            _load_weights_only(engine, checkpoint_dir, best_epoch, identity)
+        engine.eval()
+        result = TrainResult(
+            curve=curve,
+            best_epoch=best_epoch,
+            resumed_from_epoch=resumed_from,
+            deepspeed_config=cfg,
+            world_size=world_size,
+            device=str(engine.device),
+            precision=precision_of(cfg),
+            steps=steps_per_epoch * len(curve),
+        )
+        return engine.module, result
 
 
 def _train_one_epoch(engine, data, hp, epoch, steps_per_epoch, rank, world_size, accumulation, pad_id, progress):
