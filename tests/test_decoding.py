@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.generative import decoding
+from harness.generative import decoder_steps, decoding
 from harness.generative.decoding import DecodeOutput, diverse_beam_search
 from harness.generative.trie import DEAD, PrefixTrie
 
@@ -240,8 +240,12 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("steps", ["t5", "generic"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_matches_reference_on_random_t5(name, tiny_t5, monkeypatch):
+def test_matches_reference_on_random_t5(name, steps, tiny_t5, monkeypatch):
+    """Both model-call paths (our own T5 step and transformers' cached forward), each with both ranking paths."""
+    if steps == "generic":
+        monkeypatch.setattr(decoder_steps.T5Steps, "supports", staticmethod(lambda model: False))
     batch, beams, groups, penalty, sequences, max_new_tokens, extra = CASES[name]
     input_ids, attention_mask = _inputs(batch, seed=len(name))
     trie = PrefixTrie(sequences, eos_token_id=EOS) if sequences is not None else None
@@ -279,13 +283,13 @@ def test_decoder_runs_once_per_distinct_prefix(tiny_t5, monkeypatch):
     """Step 1 runs one row per input; later steps one row per distinct (input, prefix). Without the penalty the
     groups are identical, so 2 inputs x 10 beams in 5 groups need only 2 x 2 rows at step 2."""
     rows = []
-    logits = decoding._CachedDecoder.logits
+    step = decoder_steps.T5Steps.step
 
     def counting(self, last_tokens):
         rows.append(last_tokens.shape[0])
-        return logits(self, last_tokens)
+        return step(self, last_tokens)
 
-    monkeypatch.setattr(decoding._CachedDecoder, "logits", counting)
+    monkeypatch.setattr(decoder_steps.T5Steps, "step", counting)
     input_ids, attention_mask = _inputs(2, seed=13)
     diverse_beam_search(tiny_t5, input_ids, attention_mask, num_beams=10, num_beam_groups=5, diversity_penalty=0.0,
                         max_new_tokens=2, constraint=PrefixTrie(ATOMIC, eos_token_id=EOS), **SPECIAL)
@@ -328,6 +332,96 @@ def test_deterministic_and_restores_training_mode(tiny_t5):
         tiny_t5.eval()
     assert isinstance(runs[0], DecodeOutput)
     assert torch.equal(runs[0].sequences, runs[1].sequences) and torch.equal(runs[0].scores, runs[1].scores)
+
+
+# ---------------------------------------------------------------------------------------------- the model calls
+
+
+def _t5(seed: int = 0, dtype=torch.float32, **config):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=60, d_model=16, d_ff=32, d_kv=8, num_layers=2, num_decoder_layers=3, num_heads=2,
+                    dropout_rate=0.0, **SPECIAL)
+    return T5ForConditionalGeneration(T5Config(**{**settings, **config})).eval().to(dtype)
+
+
+# Each step's rows: parent row of the previous step, its input, and the token fed. Rows of an input need not be
+# adjacent, an input can have no row, a parent can have several children or none.
+_ROW_STEPS = [
+    ([0, 0, 1, 2, 2, 2], [0, 0, 1, 2, 2, 2], [5, 9, 5, 11, 12, 13]),
+    ([4, 1, 0, 5, 3, 5, 1], [2, 0, 0, 2, 2, 2, 0], [7, 8, 9, 10, 11, 12, 13]),
+    ([6, 1, 3], [0, 0, 2], [20, 21, 22]),
+]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{}, dict(tie_word_embeddings=False), dict(feed_forward_proj="gated-gelu"), dict(relative_attention_num_buckets=4,
+                                                                                  relative_attention_max_distance=3)],
+    ids=["tied", "untied", "gated-gelu", "few-buckets"],
+)
+def test_t5_steps_match_transformers_cached_forward(config):
+    """Our T5 step (cross-attention per input) gives transformers' logits, step after step, padded inputs included."""
+    model = _t5(**config)
+    input_ids, attention_mask = _inputs(3, seed=2)
+    attention_mask[2, 2:] = 0
+    with torch.no_grad():
+        ours = decoder_steps.open_steps(model, input_ids, attention_mask)
+        theirs = decoder_steps.GenericSteps(model, input_ids, attention_mask)
+        assert isinstance(ours, decoder_steps.T5Steps)
+        start = torch.full((3,), PAD)
+        torch.testing.assert_close(ours.logits(start), theirs.logits(start), atol=2e-5, rtol=1e-5)
+        for parents, inputs, tokens in _ROW_STEPS:
+            for steps in (ours, theirs):
+                steps.reorder(torch.tensor(parents), torch.tensor(inputs))
+            tokens = torch.tensor(tokens)
+            torch.testing.assert_close(ours.logits(tokens), theirs.logits(tokens), atol=2e-5, rtol=1e-5)
+
+
+def test_log_probs_in_chunks_equal_a_full_log_softmax(monkeypatch):
+    """gather, rows and full, chunk by chunk from the lm_head, give one log_softmax over all the logits (up to the
+    matrix product's rounding, which depends on how many rows it gets), and where the logits are given, bit for bit."""
+    monkeypatch.setattr(decoder_steps, "_CHUNK_BYTES", 4 * 60 * 2)  # two rows of a 60-token vocabulary per chunk
+    model = _t5(seed=4)
+    input_ids, attention_mask = _inputs(5, seed=4)
+    rows = torch.tensor([4, 0, 3, 3, 1])
+    tokens = torch.randint(0, 60, (5, 3), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        hidden = decoder_steps.T5Steps(model, input_ids, attention_mask).final_hidden(torch.full((5,), PAD))
+        logits = model.lm_head(hidden)
+    expected = torch.log_softmax(logits, dim=-1)
+    projected = decoder_steps.NextTokenLogProbs(hidden, model.lm_head, 60)
+    given = decoder_steps.NextTokenLogProbs(logits, lambda block: block, 60)
+    for logprobs, tolerance in ((projected, 1e-6), (given, 0.0)):
+        close = dict(atol=tolerance, rtol=0)
+        torch.testing.assert_close(logprobs.gather(rows, tokens), expected[rows].gather(1, tokens), **close)
+        torch.testing.assert_close(logprobs.rows(rows), expected[rows], **close)
+        torch.testing.assert_close(logprobs.full(), expected, **close)
+        torch.testing.assert_close(logprobs.gather(rows, tokens), expected[rows].gather(1, tokens), **close)  # from full
+
+
+def test_other_models_and_dtypes_take_transformers_forward():
+    input_ids, attention_mask = _inputs(2, seed=0)
+    assert isinstance(decoder_steps.open_steps(_t5(), input_ids, attention_mask), decoder_steps.T5Steps)
+    bf16 = decoder_steps.open_steps(_t5(dtype=torch.bfloat16), input_ids, attention_mask)
+    assert isinstance(bf16, decoder_steps.GenericSteps)
+    stand_in = FixedLogitsModel([[0.5, 0.5]])
+    assert isinstance(decoder_steps.open_steps(stand_in, input_ids, attention_mask), decoder_steps.GenericSteps)
+
+
+def test_bf16_model_decodes_through_the_fallback():
+    """bf16 logits tie often: the exact ranking path and transformers' forward still give a valid, sorted answer."""
+    model = _t5(seed=3, dtype=torch.bfloat16)
+    input_ids, attention_mask = _inputs(3, seed=3)
+    trie = PrefixTrie(MULTI, eos_token_id=EOS)
+    out = diverse_beam_search(model, input_ids, attention_mask, num_beams=6, num_beam_groups=3, max_new_tokens=4,
+                              constraint=trie, **SPECIAL)
+    assert out.scores.dtype == torch.float32 and bool(torch.isfinite(out.scores).all())
+    assert bool((out.scores[:, :-1] >= out.scores[:, 1:]).all())
+    for row in out.sequences.view(-1, out.sequences.shape[-1]).tolist():
+        item = row[: row.index(EOS)] if EOS in row else row
+        assert item in MULTI
 
 
 @pytest.mark.parametrize(

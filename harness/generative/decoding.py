@@ -30,6 +30,7 @@ from typing import Iterator
 import torch
 
 from harness.errors import HarnessError
+from harness.generative.decoder_steps import NextTokenLogProbs, open_steps
 from harness.generative.trie import PrefixTrie
 
 __all__ = ["DecodeOutput", "PrefixTrie", "diverse_beam_search"]
@@ -82,16 +83,17 @@ def diverse_beam_search(
         num_return_sequences, length_penalty, early_stopping,
     )
     with _eval_mode(model):
-        decoder = _CachedDecoder(model, input_ids, attention_mask)
+        decoder = open_steps(model, input_ids, attention_mask)
         state = _BeamState(settings, input_ids.shape[0], constraint, input_ids.device)
         start = torch.full((input_ids.shape[0],), decoder_start_token_id, dtype=torch.long, device=input_ids.device)
         last_tokens = start
         for number in range(1, settings.max_new_tokens + 1):
-            step = _Step(number, decoder.logits(last_tokens), state, constraint, eos_token_id, pad_token_id)
+            step = _Step(number, decoder.step(last_tokens), state, constraint, eos_token_id, pad_token_id)
             parents, new_tokens = _advance_all_groups(step)
-            state.reorder(parents, new_tokens, constraint)
+            state.extend(parents, new_tokens, constraint)
             if state.all_done() or step.last:
                 break
+            state.regroup(parents, new_tokens)
             decoder.reorder(state.row_parent, state.row_input)
             last_tokens = state.row_last_token
         state.finalize_open_beams()
@@ -158,52 +160,6 @@ def _eval_mode(model) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
-
-
-# ---------------------------------------------------------------------------------------------- model calls
-
-
-class _CachedDecoder:
-    """Runs the encoder once, then one cached decoder step per call (T5ForConditionalGeneration's interface).
-
-    Its rows are the batch's distinct (input, prefix) pairs, not its beams (see _BeamState.reorder).
-    """
-
-    def __init__(self, model, input_ids, attention_mask):
-        self.model = model
-        encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        self.encoded = encoded.last_hidden_state
-        self.encoded_mask = attention_mask
-        self.hidden, self.mask = self.encoded, self.encoded_mask
-        self.cache = None
-
-    def logits(self, last_tokens: torch.LongTensor) -> torch.Tensor:
-        from transformers.modeling_outputs import BaseModelOutput
-
-        out = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=self.hidden),
-            attention_mask=self.mask,
-            decoder_input_ids=last_tokens.unsqueeze(-1),
-            past_key_values=self.cache,
-            use_cache=True,
-            return_dict=True,
-        )
-        self.cache = out.past_key_values
-        return out.logits[:, -1, :]
-
-    def reorder(self, parent_rows: torch.LongTensor, inputs: torch.LongTensor) -> None:
-        """Row i of the next step extends row parent_rows[i] of this one and belongs to input inputs[i]."""
-        self.hidden = self.encoded.index_select(0, inputs)
-        self.mask = self.encoded_mask.index_select(0, inputs)
-        self.cache = _reorder_cache(self.cache, parent_rows)
-
-
-def _reorder_cache(cache, rows: torch.LongTensor):
-    if hasattr(cache, "reorder_cache"):  # transformers' Cache objects (EncoderDecoderCache in 4.4x-5.x)
-        cache.reorder_cache(rows)
-        return cache
-    # legacy tuple-of-tuples cache of older transformers versions
-    return tuple(tuple(t.index_select(0, rows.to(t.device)) for t in layer) for layer in cache)
 
 
 # ---------------------------------------------------------------------------------------------- beam state
@@ -280,14 +236,18 @@ class _BeamState:
             self._tokens_list = self.tokens.tolist()
         return tuple(self._tokens_list[row])
 
-    def reorder(self, parents: torch.LongTensor, new_tokens: torch.LongTensor, constraint: PrefixTrie | None) -> None:
-        """Beam i now extends beam parents[i] by new_tokens[i]; regroup the beams into distinct forward rows."""
+    def extend(self, parents: torch.LongTensor, new_tokens: torch.LongTensor, constraint: PrefixTrie | None) -> None:
+        """Beam i now extends beam parents[i] by new_tokens[i]."""
         self.tokens = torch.cat([self.tokens[parents], new_tokens.unsqueeze(-1)], dim=1)
         self._tokens_list = self.tokens.tolist()
-        parent_list = parents.tolist()
         if self.nodes is not None:
             old = self.nodes
-            self.nodes = [constraint.step(old[p], t) for p, t in zip(parent_list, new_tokens.tolist())]
+            self.nodes = [constraint.step(old[p], t) for p, t in zip(parents.tolist(), new_tokens.tolist())]
+
+    def regroup(self, parents: torch.LongTensor, new_tokens: torch.LongTensor) -> None:
+        """The forward rows of the next step: one per distinct (input, prefix) after `extend`, and each row's
+        parent row of this step (only needed where another step follows)."""
+        parent_list = parents.tolist()
         beams = self.settings.num_beams
         row_ids: dict[tuple, int] = {}
         row_of_beam, representative = [], []
@@ -333,25 +293,26 @@ class _Step:
     """What the groups of one decoding step share.
 
     `logprobs` has one row per forward row, i.e. per distinct (input, prefix); state.row_of_beam maps beams to them.
+    It computes float32 log_softmax rows only where the ranking asks for them.
     """
 
-    def __init__(self, number: int, logits: torch.Tensor, state: _BeamState, constraint: PrefixTrie | None,
+    def __init__(self, number: int, logprobs: NextTokenLogProbs, state: _BeamState, constraint: PrefixTrie | None,
                  eos_token_id: int, pad_token_id: int):
         self.number = number
         self.last = number == state.settings.max_new_tokens
-        self.logprobs = torch.log_softmax(logits.float(), dim=-1)
+        self.logprobs = logprobs
         self.state = state
         self.constraint = constraint
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
-        vocab = self.logprobs.shape[-1]
+        vocab = logprobs.vocab
         if constraint is not None:
             constraint.check_vocabulary(vocab)
         # a non-EOS token for beams that have no finite candidate left (see _shortlist_ranking)
         self.filler_token = eos_token_id + 1 if eos_token_id + 1 < vocab else eos_token_id - 1
         self.chosen: torch.LongTensor | None = None  # tokens the groups chose so far at this step
         self._shortlists: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._end_only: list[list[bool]] | None = None
+        self._later_end_only: list[list[bool]] | None = None
 
     def forward_rows(self, beam_rows: torch.LongTensor) -> torch.LongTensor:
         return self.state.row_of_beam[beam_rows]
@@ -367,11 +328,13 @@ class _Step:
             self._shortlists = _row_shortlists(self.logprobs, self, width)
         return self._shortlists
 
-    def group_ends_only(self, b: int, group: int) -> bool:
-        """Every live beam of (input b, group) may only emit EOS (or nothing): no penalty can change its scores."""
-        if self._end_only is None:
-            self._end_only = _groups_that_can_only_end(self)
-        return self._end_only[b][group]
+    def later_groups_only_end(self, b: int, group: int) -> bool:
+        """Every group of input b after `group` is done, or each of its live beams may only emit EOS (or nothing),
+        so no penalty can change its scores. Groups after `group` are not yet processed at this step, so their
+        done flags are those of the step's start and the answer can be computed once per step."""
+        if self._later_end_only is None:
+            self._later_end_only = _later_groups_only_end(self)
+        return self._later_end_only[b][group]
 
 
 def _advance_all_groups(step: _Step) -> tuple[torch.LongTensor, torch.LongTensor]:
@@ -381,11 +344,11 @@ def _advance_all_groups(step: _Step) -> tuple[torch.LongTensor, torch.LongTensor
     """
     state, settings = step.state, step.state.settings
     batch, beams, size = state.batch, settings.num_beams, settings.group_size
-    device = step.logprobs.device
+    device = state.scores.device
     chosen = step.chosen = torch.zeros((batch, beams), dtype=torch.long, device=device)  # current_tokens
     parents = torch.zeros((batch, beams), dtype=torch.long, device=device)
     new_scores = torch.zeros((batch, beams), dtype=torch.float, device=device)
-    counts = torch.zeros((batch, step.logprobs.shape[-1]), dtype=torch.long, device=device)
+    counts = torch.zeros((batch, step.logprobs.vocab), dtype=torch.long, device=device)
     penalise = settings.diversity_penalty > 0
     first_rows = torch.arange(batch, device=device).unsqueeze(1) * beams
     for group in range(settings.num_beam_groups):
@@ -419,7 +382,7 @@ def _exact_ranking(step: _Step, group: int, counts: torch.Tensor | None):
     batch, size = state.batch, settings.group_size
     beam_rows = _group_beam_rows(state, group)
     forward_rows = step.forward_rows(beam_rows.view(-1))
-    logprobs = step.logprobs[forward_rows]  # [batch * size, vocab], a copy
+    logprobs = step.logprobs.full()[forward_rows]  # [batch * size, vocab], a copy
     vocab = logprobs.shape[-1]
     if step.constraint is not None:
         nodes = [state.nodes[beam] for beam in beam_rows.view(-1).tolist()]
@@ -482,10 +445,7 @@ def _shortlist_ranking(step: _Step, group: int, counts: torch.Tensor | None):
         finished_in_top = (is_eos & finite)[:, :size].sum(dim=1).tolist()
         for b in short.nonzero()[:, 0].tolist():
             enough = len(state.hypotheses[b][group].beams) + finished_in_top[b] >= size
-            later_can_only_end = all(
-                state.done[b][g] or step.group_ends_only(b, g) for g in range(group + 1, settings.num_beam_groups)
-            )
-            if not (step.last and enough and later_can_only_end):
+            if not (step.last and enough and step.later_groups_only_end(b, group)):
                 return None
         # stand-ins for transformers' -inf beams: any non-EOS token, score -inf, never read again
         top_tokens = torch.where(finite, top_tokens, step.filler_token)
@@ -493,51 +453,52 @@ def _shortlist_ranking(step: _Step, group: int, counts: torch.Tensor | None):
     return top_scores, top_tokens, top_beams
 
 
-def _row_shortlists(logprobs: torch.Tensor, step: _Step, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    rows, vocab = logprobs.shape
-    tokens = torch.zeros((rows, width), dtype=torch.long, device=logprobs.device)
-    values = torch.full((rows, width), -math.inf, dtype=logprobs.dtype, device=logprobs.device)
+def _row_shortlists(logprobs: NextTokenLogProbs, step: _Step, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows whose allowed set is small gather just those tokens' log-probs (no [rows, vocab] tensor); the others
+    take the top `width` of their masked log-softmax rows."""
+    rows, vocab, device = logprobs.num_rows, logprobs.vocab, step.state.scores.device
+    tokens = torch.zeros((rows, width), dtype=torch.long, device=device)
+    values = torch.full((rows, width), -math.inf, dtype=torch.float, device=device)
     if step.constraint is None:
         k = min(width, vocab)
-        values[:, :k], tokens[:, :k] = torch.topk(logprobs, k, dim=1)
+        values[:, :k], tokens[:, :k] = torch.topk(logprobs.full(), k, dim=1)
         return tokens, values
     constraint = step.constraint
     nodes = step.nodes_of_rows()
     set_ids = torch.tensor([constraint.set_id(node) for node in nodes], dtype=torch.long)
     table, lengths = constraint.padded_sets(width)  # sets of at most `width` tokens; longer ones have length -1
     row_lengths = lengths[set_ids]
-    small = (row_lengths >= 0).to(logprobs.device)
-    if bool(small.any()):
-        small_tokens = table[set_ids].to(logprobs.device)
-        small_values = logprobs.gather(1, small_tokens)
-        padding = torch.arange(width).unsqueeze(0) >= row_lengths.clamp(min=0).unsqueeze(1)
-        small_values.masked_fill_(padding.to(logprobs.device), -math.inf)
-        tokens = torch.where(small.unsqueeze(1), small_tokens, tokens)
-        values = torch.where(small.unsqueeze(1), small_values, values)
+    small = row_lengths >= 0
+    small_rows = small.nonzero()[:, 0]
+    if small_rows.numel():
+        small_tokens = table[set_ids[small_rows]].to(device)
+        small_values = logprobs.gather(small_rows.to(device), small_tokens)
+        padding = torch.arange(width).unsqueeze(0) >= row_lengths[small_rows].unsqueeze(1)
+        small_values.masked_fill_(padding.to(device), -math.inf)
+        tokens[small_rows.to(device)], values[small_rows.to(device)] = small_tokens, small_values
     large_rows = (~small).nonzero()[:, 0]
     if large_rows.numel():
-        allowed = constraint.allowed_mask([nodes[r] for r in large_rows.tolist()], vocab, logprobs.device)
-        masked = logprobs[large_rows].masked_fill_(~allowed, -math.inf)
-        values[large_rows], tokens[large_rows] = torch.topk(masked, width, dim=1)
+        allowed = constraint.allowed_mask([nodes[r] for r in large_rows.tolist()], vocab, device)
+        masked = logprobs.rows(large_rows.to(device)).masked_fill_(~allowed, -math.inf)
+        values[large_rows.to(device)], tokens[large_rows.to(device)] = torch.topk(masked, width, dim=1)
     return tokens, values
 
 
-def _groups_that_can_only_end(step: _Step) -> list[list[bool]]:
-    """[input][group]: True where every beam with a finite score may emit only EOS (or nothing)."""
+def _later_groups_only_end(step: _Step) -> list[list[bool]]:
+    """[input][group]: True where every later group of the input is done or can only end (see
+    _Step.later_groups_only_end): a suffix "all" over the groups of the step's start."""
     state, settings = step.state, step.state.settings
+    groups, size = settings.num_beam_groups, settings.group_size
     if step.constraint is None:
-        return [[False] * settings.num_beam_groups for _ in range(state.batch)]
-    live = torch.isfinite(state.scores).tolist()
-    ends_only = [step.constraint.ends_only(node) for node in state.nodes]
-    result = []
-    for b in range(state.batch):
-        row = []
-        for g in range(settings.num_beam_groups):
-            first = b * settings.num_beams + g * settings.group_size
-            beams = range(first, first + settings.group_size)
-            row.append(all(ends_only[r] or not live[r] for r in beams))
-        result.append(row)
-    return result
+        return [[group == groups - 1 or all(state.done[b][group + 1 :]) for group in range(groups)] for b in range(state.batch)]
+    # a beam can only end where its node allows EOS alone (or nothing), or its score is -inf
+    ends = torch.tensor([step.constraint.ends_only(node) for node in state.nodes]) | ~torch.isfinite(state.scores.cpu())
+    ends = ends.view(state.batch, groups, size).all(dim=2) | torch.tensor(state.done)
+    # later[b, g] = all(ends[b, g + 1:]): a reversed cumulative "and", shifted by one group
+    suffix = ends.flip(1).to(torch.int).cummin(dim=1).values.flip(1).bool()
+    later = torch.ones_like(ends)
+    later[:, :-1] = suffix[:, 1:]
+    return later.tolist()
 
 
 def _process_group(step: _Step, group: int, top_scores, top_tokens, top_beams):
