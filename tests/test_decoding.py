@@ -379,10 +379,10 @@ def test_t5_steps_match_transformers_cached_forward(config):
             torch.testing.assert_close(ours.logits(tokens), theirs.logits(tokens), atol=2e-5, rtol=1e-5)
 
 
-def test_log_probs_in_chunks_equal_a_full_log_softmax(monkeypatch):
-    """gather, rows and full, chunk by chunk from the lm_head, give one log_softmax over all the logits (up to the
-    matrix product's rounding, which depends on how many rows it gets), and where the logits are given, bit for bit."""
-    monkeypatch.setattr(decoder_steps, "_CHUNK_BYTES", 4 * 60 * 2)  # two rows of a 60-token vocabulary per chunk
+def test_log_probs_in_blocks_equal_a_full_log_softmax(monkeypatch):
+    """gather, rows and full, block by block of rows, give one log_softmax over all the logits: bit for bit where the
+    logits are given, and from hidden states up to the rounding of the product (its blocking depends on the rows)."""
+    monkeypatch.setattr(decoder_steps, "_CHUNK_BYTES", 4 * 60 * 2)  # blocks of 2 rows of a 60-token vocabulary
     model = _t5(seed=4)
     input_ids, attention_mask = _inputs(5, seed=4)
     rows = torch.tensor([4, 0, 3, 3, 1])
@@ -391,9 +391,9 @@ def test_log_probs_in_chunks_equal_a_full_log_softmax(monkeypatch):
         hidden = decoder_steps.T5Steps(model, input_ids, attention_mask).final_hidden(torch.full((5,), PAD))
         logits = model.lm_head(hidden)
     expected = torch.log_softmax(logits, dim=-1)
-    projected = decoder_steps.NextTokenLogProbs(hidden, model.lm_head, 60)
-    given = decoder_steps.NextTokenLogProbs(logits, lambda block: block, 60)
-    for logprobs, tolerance in ((projected, 1e-6), (given, 0.0)):
+    projected = decoder_steps.NextTokenLogProbs(hidden, model.lm_head.weight)
+    given = decoder_steps.NextTokenLogProbs(logits)
+    for logprobs, tolerance in ((projected, 2e-6), (given, 0.0)):
         close = dict(atol=tolerance, rtol=0)
         torch.testing.assert_close(logprobs.gather(rows, tokens), expected[rows].gather(1, tokens), **close)
         torch.testing.assert_close(logprobs.rows(rows), expected[rows], **close)

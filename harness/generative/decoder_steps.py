@@ -25,17 +25,16 @@ several steps, reordered rows, tied and untied outputs, gated activations).
 
 from __future__ import annotations
 
-import math
-from typing import Callable
+from typing import Iterator
 
 import torch
 
 __all__ = ["GenericSteps", "NextTokenLogProbs", "T5Steps", "open_steps"]
 
-# Rows per log_softmax chunk: about 4 MB of float32 logits, so a chunk stays in cache from the lm_head's
-# output to the gather. Measured on the 2-core machine (bench/bench_decoding.py): chunks of 16 to 256 rows of an
-# 18,000-token vocabulary were within noise of each other and ~20% faster than the whole [rows, vocab] at once.
-_CHUNK_BYTES = 8 << 20
+# Row blocks of logits for log_softmax: ~16 MB of float32 (233 rows of an 18,000-token vocabulary), so a block is
+# still in the 32 MB cache when log_softmax reads it. Measured in the whole decode on the 2-core machine: blocks of
+# 180 to 300 rows were the fastest, ~10% faster than 64 rows or all 1,141 rows at once.
+_CHUNK_BYTES = 16 << 20
 
 
 def open_steps(model, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> "T5Steps | GenericSteps":
@@ -48,14 +47,14 @@ def open_steps(model, input_ids: torch.LongTensor, attention_mask: torch.Tensor)
 class NextTokenLogProbs:
     """log_softmax over the vocabulary of every row's next-token logits, computed only where asked for.
 
-    `source` is [rows, features]; `project` maps a block of its rows to float logits (lm_head, or nothing where
-    the source already holds logits).
+    `source` is [rows, vocab] logits, or, with `output_weight` ([vocab, features], an output layer without bias),
+    [rows, features] hidden states whose logits are source @ output_weight.T.
     """
 
-    def __init__(self, source: torch.Tensor, project: Callable[[torch.Tensor], torch.Tensor], vocab: int):
+    def __init__(self, source: torch.Tensor, output_weight: torch.Tensor | None = None):
         self.source = source
-        self.project = project
-        self.vocab = vocab
+        self.output_weight = output_weight
+        self.vocab = source.shape[1] if output_weight is None else output_weight.shape[0]
         self.num_rows = source.shape[0]
         self._full: torch.Tensor | None = None
 
@@ -76,23 +75,31 @@ class NextTokenLogProbs:
         if self._full is not None:
             return self._full[rows].gather(1, tokens)
         out = torch.empty(tokens.shape, dtype=torch.float, device=tokens.device)
-        chunk = self._chunk_rows()
-        for start in range(0, rows.shape[0], chunk):
-            block = slice(start, start + chunk)
-            logprobs = torch.log_softmax(self.project(self.source[rows[block]]).float(), dim=-1)
-            out[block] = logprobs.gather(1, tokens[block])
+        for block, logits in self.logits_in_blocks(self.source[rows]):
+            out[block] = torch.log_softmax(logits, dim=-1).gather(1, tokens[block])
         return out
 
-    def _log_softmax(self, source: torch.Tensor) -> torch.Tensor:
-        out = torch.empty((source.shape[0], self.vocab), dtype=torch.float, device=source.device)
+    def logits_in_blocks(self, source: torch.Tensor | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
+        """(rows, float logits of those rows) for consecutive blocks of `source`'s rows (default: all rows)."""
+        source = self.source if source is None else source
         chunk = self._chunk_rows()
         for start in range(0, source.shape[0], chunk):
             block = slice(start, start + chunk)
-            out[block] = torch.log_softmax(self.project(source[block]).float(), dim=-1)
+            yield block, self._project(source[block])
+
+    def _log_softmax(self, source: torch.Tensor) -> torch.Tensor:
+        out = torch.empty((source.shape[0], self.vocab), dtype=torch.float, device=source.device)
+        for block, logits in self.logits_in_blocks(source):
+            out[block] = torch.log_softmax(logits, dim=-1)
         return out
 
     def _chunk_rows(self) -> int:
         return max(1, _CHUNK_BYTES // (4 * self.vocab))
+
+    def _project(self, source: torch.Tensor) -> torch.Tensor:
+        if self.output_weight is None:
+            return source.float()
+        return torch.nn.functional.linear(source, self.output_weight).float()
 
 
 # ---------------------------------------------------------------------------------------------- generic
@@ -110,8 +117,7 @@ class GenericSteps:
         self.cache = None
 
     def step(self, last_tokens: torch.LongTensor) -> NextTokenLogProbs:
-        logits = self.logits(last_tokens)
-        return NextTokenLogProbs(logits, lambda block: block, logits.shape[-1])
+        return NextTokenLogProbs(self.logits(last_tokens))
 
     def logits(self, last_tokens: torch.LongTensor) -> torch.Tensor:
         from transformers.modeling_outputs import BaseModelOutput
@@ -162,7 +168,8 @@ class T5Steps:
         if parameter is None or parameter.dtype != torch.float32 or hasattr(parameter, "ds_id"):
             return False
         blocks = model.decoder.block
-        return len(blocks) > 0 and all(len(block.layer) == 3 for block in blocks)
+        plain_head = isinstance(model.lm_head, torch.nn.Linear) and model.lm_head.bias is None
+        return plain_head and len(blocks) > 0 and all(len(block.layer) == 3 for block in blocks)
 
     def __init__(self, model, input_ids, attention_mask):
         self.model = model
@@ -181,8 +188,7 @@ class T5Steps:
         self.position = 0
 
     def step(self, last_tokens: torch.LongTensor) -> NextTokenLogProbs:
-        hidden = self.final_hidden(last_tokens)
-        return NextTokenLogProbs(hidden, self.model.lm_head, self.model.lm_head.out_features)
+        return NextTokenLogProbs(self.final_hidden(last_tokens), self.model.lm_head.weight)
 
     def logits(self, last_tokens: torch.LongTensor) -> torch.Tensor:
         return self.model.lm_head(self.final_hidden(last_tokens))
@@ -219,7 +225,7 @@ class T5Steps:
         return keys, values
 
     def _self_attention_bias(self) -> torch.Tensor:
-        """[heads, 1, position + 1]: T5's relative position bias of the query at this position to every earlier key
+        """[heads, position + 1]: T5's relative position bias of the query at this position to every earlier key
         (the first block's embedding, shared by all blocks, as transformers' T5Stack)."""
         attention = self.blocks[0].layer[0].SelfAttention
         device = attention.relative_attention_bias.weight.device
@@ -228,7 +234,7 @@ class T5Steps:
             relative, bidirectional=False, num_buckets=attention.relative_attention_num_buckets,
             max_distance=attention.relative_attention_max_distance,
         )
-        return attention.relative_attention_bias(buckets).t().unsqueeze(1)
+        return attention.relative_attention_bias(buckets).t()
 
     def _self_attention(self, layer, hidden, bias, past):
         attention = layer.SelfAttention
@@ -239,9 +245,10 @@ class T5Steps:
         values = attention.v(normed).view(rows, self.heads, 1, self.head_dim)
         if past is not None:
             keys, values = torch.cat([past[0], keys], dim=2), torch.cat([past[1], values], dim=2)
-        # T5 does not scale q.k; the bias carries the positions; every earlier position is visible
-        weights = torch.softmax(query @ keys.transpose(-1, -2) + bias, dim=-1)
-        out = (weights @ values).view(rows, self.heads * self.head_dim)
+        # T5 does not scale q.k; the bias carries the positions; every earlier position is visible. One query
+        # against a few keys per row: products and sums beat a batched matmul of [1 x d] by [d x steps] matrices
+        weights = torch.softmax((query * keys).sum(dim=-1) + bias, dim=-1)  # [rows, heads, steps]
+        out = (weights.unsqueeze(-1) * values).sum(dim=2).view(rows, self.heads * self.head_dim)
         return hidden + attention.o(out), (keys, values)
 
     def _cross_attention(self, layer, hidden, keys_values, rows: "_RowsByInput"):

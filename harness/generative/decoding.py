@@ -311,6 +311,12 @@ class _Step:
         # a non-EOS token for beams that have no finite candidate left (see _shortlist_ranking)
         self.filler_token = eos_token_id + 1 if eos_token_id + 1 < vocab else eos_token_id - 1
         self.chosen: torch.LongTensor | None = None  # tokens the groups chose so far at this step
+        # [batch, beams] per beam: its forward row and its score at the step's start (the groups' new scores
+        # replace state.scores only once every group is ranked)
+        self.beam_rows = state.row_of_beam.view(state.batch, -1)
+        self.beam_scores = state.scores.view(state.batch, -1)
+        # [batch, groups] done at the step's start: a group's flag changes only once that group is ranked
+        self.done_at_start = torch.tensor(state.done, dtype=torch.bool, device=state.scores.device)
         self._shortlists: tuple[torch.Tensor, torch.Tensor] | None = None
         self._later_end_only: list[list[bool]] | None = None
 
@@ -348,20 +354,16 @@ def _advance_all_groups(step: _Step) -> tuple[torch.LongTensor, torch.LongTensor
     chosen = step.chosen = torch.zeros((batch, beams), dtype=torch.long, device=device)  # current_tokens
     parents = torch.zeros((batch, beams), dtype=torch.long, device=device)
     new_scores = torch.zeros((batch, beams), dtype=torch.float, device=device)
-    counts = torch.zeros((batch, step.logprobs.vocab), dtype=torch.long, device=device)
-    penalise = settings.diversity_penalty > 0
     first_rows = torch.arange(batch, device=device).unsqueeze(1) * beams
     for group in range(settings.num_beam_groups):
         cols = slice(group * size, (group + 1) * size)
-        group_counts = counts if penalise and group > 0 else None
-        ranked = _shortlist_ranking(step, group, group_counts) if _USE_SHORTLISTS else None
+        penalise = settings.diversity_penalty > 0 and group > 0
+        ranked = _shortlist_ranking(step, group, penalise) if _USE_SHORTLISTS else None
         if ranked is None:
-            ranked = _exact_ranking(step, group, group_counts)
+            ranked = _exact_ranking(step, group, penalise)
         scores, tokens, local = _process_group(step, group, *ranked)
         chosen[:, cols], new_scores[:, cols] = tokens, scores
         parents[:, cols] = first_rows + group * size + local
-        if penalise:
-            counts.scatter_add_(1, tokens, torch.ones_like(tokens))
     state.scores = new_scores.view(-1)
     return parents.view(-1), chosen.view(-1)
 
@@ -373,7 +375,7 @@ def _group_beam_rows(state: _BeamState, group: int) -> torch.LongTensor:
     return (first + torch.arange(settings.group_size)).to(state.scores.device)
 
 
-def _exact_ranking(step: _Step, group: int, counts: torch.Tensor | None):
+def _exact_ranking(step: _Step, group: int, penalise: bool):
     """transformers' own computation: the 2 x group_size best of [batch, group_size x vocab] candidates.
 
     scores = (log_softmax - penalty x count) masked + beam score, as in 4.56, so ties break the same way.
@@ -391,11 +393,11 @@ def _exact_ranking(step: _Step, group: int, counts: torch.Tensor | None):
     logprobs = logprobs.view(batch, size, vocab)
     beam_scores = state.scores[beam_rows].unsqueeze(-1)
     candidates = logprobs + beam_scores
-    if counts is not None:
+    if penalise:
         # only the counted tokens change: recompute just those entries, in transformers' order of operations
         earlier = _earlier_tokens(step, group)
         index = earlier.unsqueeze(1).expand(batch, size, earlier.shape[1])
-        penalties = (settings.diversity_penalty * counts.gather(1, earlier)).unsqueeze(1)
+        penalties = (settings.diversity_penalty * _times_chosen(earlier, earlier)).unsqueeze(1)
         candidates.scatter_(2, index, (logprobs.gather(2, index) - penalties) + beam_scores)
     top_scores, top_flat = torch.topk(candidates.view(batch, size * vocab), 2 * size, dim=1, largest=True, sorted=True)
     return top_scores, top_flat % vocab, torch.div(top_flat, vocab, rounding_mode="floor")
@@ -405,7 +407,13 @@ def _earlier_tokens(step: _Step, group: int) -> torch.LongTensor:
     return step.chosen[:, : group * step.state.settings.group_size]
 
 
-def _shortlist_ranking(step: _Step, group: int, counts: torch.Tensor | None):
+def _times_chosen(tokens: torch.LongTensor, earlier: torch.LongTensor) -> torch.LongTensor:
+    """[batch, n]: how many of the earlier groups' tokens earlier[b] equal tokens[b, i], i.e. the Hamming
+    processor's count, without its [batch, vocab] table (the earlier tokens are few)."""
+    return (tokens.unsqueeze(-1) == earlier.unsqueeze(1)).sum(dim=-1)
+
+
+def _shortlist_ranking(step: _Step, group: int, penalise: bool):
     """The same ranking from a shortlist of each beam's best allowed tokens, or None where that could differ.
 
     The 2 x group_size best candidates of a group lie among each beam's best 2 x group_size + 1 tokens plus the
@@ -423,18 +431,20 @@ def _shortlist_ranking(step: _Step, group: int, counts: torch.Tensor | None):
     batch, size = state.batch, settings.group_size
     width = 2 * size + 1 + (settings.num_beams - size if settings.diversity_penalty > 0 else 0)
     tokens, values = step.shortlists(width)
-    forward_rows = step.forward_rows(_group_beam_rows(state, group).view(-1))
+    cols = slice(group * size, (group + 1) * size)
+    forward_rows = step.beam_rows[:, cols]
     tokens = tokens[forward_rows].view(batch, size * width)
-    values = values[forward_rows].view(batch, size, width)
-    if counts is not None:  # (logprob - penalty x count) for every token, as transformers; count 0 leaves it as is
-        values = values - (settings.diversity_penalty * counts.gather(1, tokens)).view(batch, size, width)
-    values = values + state.scores[_group_beam_rows(state, group)].unsqueeze(-1)
+    values = values[forward_rows]  # [batch, size, width]
+    if penalise:  # (logprob - penalty x count) for every token, as transformers; count 0 leaves it as is
+        counts = _times_chosen(tokens, _earlier_tokens(step, group))
+        values = values - (settings.diversity_penalty * counts).view(batch, size, width)
+    values = values + step.beam_scores[:, cols].unsqueeze(-1)
     top_scores, top_index = torch.topk(values.view(batch, size * width), 2 * size + 1, dim=1, largest=True, sorted=True)
     top_tokens = tokens.gather(1, top_index)
     top_beams = torch.div(top_index, width, rounding_mode="floor")
 
     finite = torch.isfinite(top_scores)
-    live = ~torch.tensor([state.done[b][group] for b in range(batch)], device=finite.device)
+    live = ~step.done_at_start[:, group]
     tied = ((top_scores[:, 1:] == top_scores[:, :-1]) & finite[:, 1:]).any(dim=1)
     if bool((tied & live).any()):
         return None
