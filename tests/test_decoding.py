@@ -320,16 +320,27 @@ def test_penalty_spreads_groups_over_more_items(tiny_t5):
 
 
 def test_deterministic_and_restores_training_mode(tiny_t5):
+    """Dropout is off during the call (same answer twice) and every module's own mode comes back after."""
     input_ids, attention_mask = _inputs(2, seed=11)
+    tiny_t5.config.dropout_rate = 0.5  # only read at construction; the dropout modules below are what matter
     tiny_t5.train()
+    tiny_t5.encoder.eval()  # a mixed model: the encoder frozen in eval mode, the rest training
+    for module in tiny_t5.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
     try:
         runs = [
             diverse_beam_search(tiny_t5, input_ids, attention_mask, num_beams=6, num_beam_groups=3, max_new_tokens=4, **SPECIAL)
             for _ in range(2)
         ]
-        assert tiny_t5.training
+        assert tiny_t5.training and tiny_t5.decoder.training and not tiny_t5.encoder.training
+        assert all(not module.training for module in tiny_t5.encoder.modules())
     finally:
         tiny_t5.eval()
+        tiny_t5.config.dropout_rate = 0.0
+        for module in tiny_t5.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     assert isinstance(runs[0], DecodeOutput)
     assert torch.equal(runs[0].sequences, runs[1].sequences) and torch.equal(runs[0].scores, runs[1].scores)
 
