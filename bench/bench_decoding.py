@@ -137,6 +137,7 @@ _GENERATE_456 = textwrap.dedent(
     """
     import json, sys, time, torch, transformers
     from transformers import T5Config, T5ForConditionalGeneration
+    transformers.logging.set_verbosity_error()  # 4.56 warns on every call that group beam search will move out
     spec = torch.load(sys.argv[1])
     model = T5ForConditionalGeneration(T5Config(**spec["config"])).eval()
     model.load_state_dict(spec["state_dict"], strict=False)

@@ -11,8 +11,12 @@ What differs from transformers is only how the work is done, never what is compu
 - the encoder runs once per input; the decoder runs once per step on the batch's distinct (input, prefix)
   pairs rather than on every beam (beams with the same prefix have the same next-token distribution): one row
   per input at the first step, where every beam holds only the decoder start token, and at later steps as
-  many rows as there are distinct prefixes (with atomic IDs, distinct items per query); its key/value cache is
-  reordered to those rows;
+  many rows as there are distinct prefixes (with atomic IDs, distinct items per query);
+- the model calls live in harness.generative.decoder_steps: for a float32 T5 our own decoder step, which keeps
+  the cross-attention keys/values once per input instead of copying them to every row, and otherwise
+  transformers' cached forward with its cache reordered to those rows;
+- log-softmax rows are computed only where the ranking reads them (with atomic IDs the EOS step needs one
+  value per row), block by block of rows, never as one [rows, vocabulary] tensor;
 - groups are processed in order as in 4.56, each vectorised over the batch; each group is ranked from a short
   list of every beam's best allowed tokens where that provably gives transformers' answer, and from the full
   [group beams x vocabulary] candidates (transformers' own computation) where ties could make it differ;
