@@ -4,6 +4,8 @@ failure confirmed by a second measurement, --update writing the baselines; limit
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -126,15 +128,17 @@ def test_ids_match_fullnames_relative_to_a_deeper_rootdir():
 
 
 def test_committed_limits_name_existing_benchmarks():
-    """Every node id in bench/baselines/speed.json is a test in bench/ (so a rename fails here, not only in CI),
-    and every check has a committed baseline."""
-    import ast
-
+    """Every node id in bench/baselines/speed.json is a benchmark pytest collects in bench/, parameters included
+    (so a rename or a new parametrisation fails here, not only in CI's speed gate), and every check has a
+    committed baseline."""
     _, checks = speed.load_limits(REPO / speed.DEFAULT_LIMITS)
-    for node_id in speed.benchmark_ids(checks):
-        path, _, test = node_id.partition("::")
-        tree = ast.parse((REPO / path).read_text())
-        assert test in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, node_id
+    node_ids = speed.benchmark_ids(checks)
+    files = sorted({node.partition("::")[0] for node in node_ids})
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert node_ids and set(node_ids) <= set(collected), sorted(set(node_ids) - set(collected))
     assert all(c.baseline is not None for c in checks)
 
 
