@@ -99,3 +99,24 @@ def test_projection_refuses_mismatched_rows(tmp_path):
     e_r, _, pop, _ = _embeddings()
     with pytest.raises(HarnessError, match="Gen_R has 39 embedding rows for 40 items"):
         plot_embedding_projection({"Gen_R": e_r[:39]}, pop, tmp_path / "p.svg")
+
+
+def test_popularity_colours_span_the_items_shown():
+    """SIM2's 30 items have 60-80 training instances each: a log scale from 1 painted them all one colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    try:
+        popularity = np.arange(60, 90)
+        dots = figures._scatter_popularity(ax, np.zeros((30, 2)), popularity)
+        assert (dots.norm.vmin, dots.norm.vmax) == (61.0, 90.0)
+        colours = dots.to_rgba(dots.get_array())
+        assert len({tuple(np.round(c, 3)) for c in colours}) == 30  # every popularity its own colour
+        same = figures._scatter_popularity(ax, np.zeros((3, 2)), np.array([5, 5, 5]))
+        assert same.norm.vmin < 6.0 < same.norm.vmax  # all equal: a scale around the one value, no error
+    finally:
+        plt.close(fig)
+    assert figures._marker_size(30) > figures._marker_size(3000)
