@@ -206,3 +206,36 @@ def test_neighbour_measures_by_hand():
     assert chance_purity(cluster) == pytest.approx(1 / 3)
     # ranks of log popularity (4, 3, 1, 2) against the neighbours' (3, 4, 2, 1): rho = 1 - 6 * 4 / (4 * 15)
     assert popularity_locality(nn, np.array([100, 90, 1, 2])) == pytest.approx(0.6)
+
+
+def _reference_record(value: float, tokenizer: str | None, task: str = "rec") -> dict:
+    backbone = {"tokenizer_hash": tokenizer} if tokenizer else {}
+    return {"metrics": {task: {"R@10": {"mean": value, "per_seed": {"0": value}}}},
+            "units": [{"adapter_info": {"backbone": backbone}}]}
+
+
+def test_reference_notes_say_why_a_reference_moves_along_a_sweep():
+    from harness.experiments.sweeps import SWEEPS, _reference_note
+
+    sim1, sim2 = SWEEPS["sim1"], SWEEPS["sim2"]
+    same = [_reference_record(0.76, "sha256:a")] * 3
+    assert "as it must" in _reference_note(sim2, "rec", "Gen_R", 1.0, same, "R@10")
+    # SIM1 shuffles search popularity: Gen_S's own data changes, a different model per level by design.
+    moved = [_reference_record(v, "sha256:a", "search") for v in (0.29, 0.34, 0.38)]
+    note = _reference_note(sim1, "search", "Gen_S", 1.0, moved, "R@10")
+    assert "data the level changes" in note and "0.2900 to 0.3800" in note
+    # Gen_R's data is the same, but the shared tokenizer was trained on the changed search text.
+    by_tokenizer = [_reference_record(0.405, "sha256:a"), _reference_record(0.400, "sha256:b"),
+                    _reference_record(0.405, "sha256:a")]
+    note = _reference_note(sim1, "rec", "Gen_R", 1.0, by_tokenizer, "R@10")
+    assert "2 different tokenizers" in note and "same tokenizer scored identically" in note
+    # Same tokenizer, different score: said plainly.
+    unexplained = [_reference_record(0.405, "sha256:a"), _reference_record(0.400, "sha256:a")]
+    assert "not bit-reproducible" in _reference_note(sim1, "rec", "Gen_R", 1.0, unexplained, "R@10")
+    # A tokenizer that explains some levels but not others (same hash, two scores) explains nothing.
+    mixed = [_reference_record(0.405, "sha256:a"), _reference_record(0.401, "sha256:a"),
+             _reference_record(0.400, "sha256:b")]
+    assert "not bit-reproducible" in _reference_note(sim1, "rec", "Gen_R", 1.0, mixed, "R@10")
+    # Records without a tokenizer hash (another adapter) cannot be explained by one.
+    untracked = [_reference_record(0.405, None), _reference_record(0.400, None)]
+    assert "not bit-reproducible" in _reference_note(sim1, "rec", "Gen_R", 1.0, untracked, "R@10")

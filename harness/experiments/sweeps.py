@@ -44,6 +44,7 @@ class SweepDesign:
     level_label: str
     x_label: str
     x_is_kl: bool  # SIM1: x is the compiled data's KL(S‖R); otherwise the level in %
+    changed_task: str  # the task whose training data the level changes (the simulation's docstring says which)
 
     def level_text(self, level: float) -> str:
         return f"{self.param} {format_level(level)}" if self.x_is_kl else f"{level * 100:g}%"
@@ -57,7 +58,7 @@ SWEEPS: dict[str, SweepDesign] = {
         "Zipf item popularity shared by both tasks, with a growing share of the search popularities shuffled; the "
         "x axis is the compiled data's KL(S‖R) between the two training popularity distributions. H1 predicts the "
         "joint model's gain shrinks as the distributions diverge.",
-        "Shuffle", SIM1_X, True,
+        "Shuffle", SIM1_X, True, "search",
     ),
     "sim2": SweepDesign(
         "sim2", "q_match", (0.0, 0.25, 0.5, 0.75, 1.0), ("rec",),
@@ -66,7 +67,7 @@ SWEEPS: dict[str, SweepDesign] = {
         "Five clusters of six co-occurring items; a share of each item's queries are its cluster's shared queries. "
         "H2 predicts the joint model beats Gen_R on recommendation when queries match within clusters (100%) and not "
         "when they do not (0%).",
-        "% of q. match", SIM2_X, False,
+        "% of q. match", SIM2_X, False, "search",
     ),
     "sim3": SweepDesign(
         "sim3", "pairs_in_qrels", (0.0, 0.25, 0.5, 0.75, 1.0), ("search",),
@@ -74,7 +75,7 @@ SWEEPS: dict[str, SweepDesign] = {
         "Table 4 (right), §6.3",
         "Topical queries; a share of the item pairs co-occurring in user histories are relevant together for a "
         "query. H2 predicts the joint model beats Gen_S on search when that share is high and not when it is low.",
-        "% pairs in qrels", SIM3_X, False,
+        "% pairs in qrels", SIM3_X, False, "rec",
     ),
 }
 
@@ -179,6 +180,44 @@ def _diagnostic(record: dict, task: str, h1: bool) -> float | None:
     return (diag.get("h2") or {}).get("delta_pct")
 
 
+def _reference_note(design: SweepDesign, task: str, name: str, sample: float, records: list[dict], metric: str) -> str:
+    """Why the task-specific reference's score does or does not move along the sweep.
+
+    Its own training data changes with the level only when its task is the one the sweep changes (SIM1's
+    search). Otherwise a difference has one expected cause on the offline preset: the tokenizer is trained on
+    both tasks' training text, so that the three models share one vocabulary, and the level changes that
+    text; levels that got the same tokenizer must then score the same. Anything else is non-reproducible
+    training and is said so."""
+    label = f"{name} ({TASK_TITLE[task]}, {sample * 100:g}% sample)"
+    values = [metric_values(record, task, metric)[0] for record in records]
+    known = [v for v in values if v is not None]
+    spread = f"{min(known):.4f} to {max(known):.4f}" if known else "no values"
+    if task == design.changed_task:
+        return (f"{label} trains on the {TASK_TITLE[task]} data the level changes, so it is a different model at "
+                f"each level ({spread}).")
+    if len(set(values)) == 1:
+        return f"{label} scored the same at every level, as it must: its training data does not change with the level."
+    tokenizers = [_tokenizer_hashes(record) for record in records]
+    by_tokenizer: dict[tuple, set] = {}
+    for hashes, value in zip(tokenizers, values):
+        by_tokenizer.setdefault(hashes, set()).add(value)
+    if len(by_tokenizer) > 1 and all(h and len(v) == 1 for h, v in by_tokenizer.items()):
+        return (f"{label} varied across levels ({spread}) although its training data is the same: the offline "
+                "tokenizer is trained on both tasks' training text (one vocabulary for all three models) and the "
+                f"level changes the {TASK_TITLE[design.changed_task]} text, which gave {len(by_tokenizer)} different "
+                "tokenizers here, hence different vocabularies and initial weights; levels with the same tokenizer "
+                "scored identically.")
+    return (f"{label} varied across levels ({spread}) although its training data and tokenizer are the same: "
+            "training was not bit-reproducible across these runs.")
+
+
+def _tokenizer_hashes(record: dict) -> tuple:
+    """The tokenizers a record's units used (adapter_info.backbone.tokenizer_hash), () when not recorded."""
+    hashes = {((unit.get("adapter_info") or {}).get("backbone") or {}).get("tokenizer_hash")
+              for unit in record.get("units") or []}
+    return tuple(sorted(h for h in hashes if h))
+
+
 def _notes(design, joint, references, points, metric) -> list[str]:
     seeds = sorted({int(s) for p in points for s in p["records"][joint.name]["metrics"][design.target_tasks[0]][metric]["per_seed"]})
     notes = [
@@ -190,16 +229,8 @@ def _notes(design, joint, references, points, metric) -> list[str]:
     ]
     for task, reference in references.items():
         for sample in dict.fromkeys(p["sample"] for p in points):
-            values = {metric_values(p["records"][reference.name], task, metric)[0]
-                      for p in points if p["sample"] == sample}
-            if len(values) == 1:
-                notes.append(f"{reference.display_name} ({TASK_TITLE[task]}, {sample * 100:g}% sample) scored the same "
-                             "at every level, as it must: its training data does not change with the level.")
-            else:
-                notes.append(f"{reference.display_name} ({TASK_TITLE[task]}, {sample * 100:g}% sample) varied across "
-                             f"levels ({min(v for v in values if v is not None):.4f} to "
-                             f"{max(v for v in values if v is not None):.4f}) although its data is the same: "
-                             "training is not bit-reproducible across runs here.")
+            records = [p["records"][reference.name] for p in points if p["sample"] == sample]
+            notes.append(_reference_note(design, task, reference.display_name, sample, records, metric))
     notes.append(f"Δ columns: {joint.display_name} minus reference. Diagnostic: "
                  + ("H1 ΔPop % of predicted items by the other task's training popularity (Table 6's measure)."
                     if design.x_is_kl else "H2 Δ % (Table 7's measure: mean metric where the joint model's changed "
