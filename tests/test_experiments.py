@@ -105,6 +105,10 @@ def test_sim2_sweep_runs_reference_then_joint_per_level_and_sample_and_resumes(s
     ref_row = keyed[("65%", "100%", "gen_r")]
     assert row["delta"] == pytest.approx(row["R@10"] - ref_row["R@10"])
     assert row["paper"] == 0.897 and ref_row["paper"] == 0.717  # Table 4's values beside ours
+    # the diagnostic is one seed's (the record says which), and the notes say so rather than imply a mean
+    diag = record["diagnostics"]["rec"]
+    assert row["diagnostic"] == diag["h2"]["delta_pct"]
+    assert f"computed on seed {diag['seed']}'s predictions" in " ".join(summary["notes"])
 
     figure = out / summary["figures"][0]["file"]
     assert figure.suffix == ".svg" and "% of queries that match" in figure.read_text()

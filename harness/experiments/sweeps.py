@@ -235,4 +235,10 @@ def _notes(design, joint, references, points, metric) -> list[str]:
                  + ("H1 ΔPop % of predicted items by the other task's training popularity (Table 6's measure)."
                     if design.x_is_kl else "H2 Δ % (Table 7's measure: mean metric where the joint model's changed "
                     "prediction wins vs where the reference's wins; docs/diagnostics.md)."))
+    diagnostic_seeds = sorted({str(diag["seed"]) for p in points for task in design.target_tasks
+                               if "seed" in (diag := (p["records"][joint.name].get("diagnostics") or {}).get(task) or {})})
+    if diagnostic_seeds and len(seeds) > 1:
+        # The record's diagnostics compare one seed's ranking pair (docs/diagnostics.md, "Seeds"), not the mean.
+        notes.append(f"The diagnostic column is computed on seed {', '.join(diagnostic_seeds)}'s predictions "
+                     "(the seed the joint record's diagnostics compare), not averaged over seeds.")
     return notes
