@@ -243,3 +243,18 @@ def test_reference_notes_say_why_a_reference_moves_along_a_sweep():
     # Records without a tokenizer hash (another adapter) cannot be explained by one.
     untracked = [_reference_record(0.405, None), _reference_record(0.400, None)]
     assert "not bit-reproducible" in _reference_note(sim1, "rec", "Gen_R", 1.0, untracked, "R@10")
+
+
+def test_projection_numbers_are_means_over_seeds(subs, tmp_path):
+    out = tmp_path / "exp"
+    assert experiment(subs, out, "projection", "-d", "sim2", "--method", "pca", "--no-site", "--seeds", "0", "1") == 0
+    summary = json.loads((out / "experiment.json").read_text())
+    joint = next(r for r in summary["rows"] if r["model"] == "joint")
+    assert joint["seeds"] == 2
+    with CompiledDataset.open("sim2") as ds:
+        cluster = ds.catalogue().cluster
+    per_seed = [cluster_purity(nearest_neighbours(np.random.default_rng(seed).normal(size=(len(cluster), 4)), 5), cluster)
+                for seed in (0, 1)]
+    assert per_seed[0] != per_seed[1]
+    assert joint["purity"] == pytest.approx(np.mean(per_seed))
+    assert f"joint {per_seed[0]:.3f}, {per_seed[1]:.3f}" in " ".join(summary["notes"])

@@ -31,20 +31,22 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
     name = ctx.dataset(dataset)
     models = [ctx.reference(task) for task in sorted(joint.references)]
     models = list({sub.name: sub for sub in models}.values()) + [joint]
-    embeddings: dict[str, np.ndarray] = {}
-    seeds: dict[str, int] = {}
+    embeddings: dict[str, np.ndarray] = {}  # the figure's: each model's lowest seed
+    all_seeds: dict[str, dict[int, np.ndarray]] = {}  # the table's: every seed, averaged
     for sub in models:
         record = ctx.run(sub, name)
-        seed = min(int(u["seed"]) for u in record["units"] if u["status"] == "ok")
-        path = results_folder(ctx.results, name, sub.name) / "units" / f"seed{seed}" / EMBEDDINGS_FILE
-        if not path.is_file():
-            raise HarnessError(
-                f"{path}: missing: {sub.name}'s unit finished without storing item embeddings (an adapter without "
-                f"item_embeddings(), or a unit from before the harness stored them); delete {path.parent} and run "
-                "again to retrain it"
-            )
-        embeddings[sub.display_name] = np.load(path)
-        seeds[sub.display_name] = seed
+        by_seed = {}
+        for seed in sorted(int(u["seed"]) for u in record["units"] if u["status"] == "ok"):
+            path = results_folder(ctx.results, name, sub.name) / "units" / f"seed{seed}" / EMBEDDINGS_FILE
+            if not path.is_file():
+                raise HarnessError(
+                    f"{path}: missing: {sub.name}'s unit finished without storing item embeddings (an adapter without "
+                    f"item_embeddings(), or a unit from before the harness stored them); delete {path.parent} and run "
+                    "again to retrain it"
+                )
+            by_seed[seed] = np.load(path)
+        all_seeds[sub.display_name] = by_seed
+        embeddings[sub.display_name] = by_seed[min(by_seed)]
 
     with CompiledDataset.open(name, cache_dir=ctx.cache_dir) as ds:
         catalogue = ds.catalogue()
@@ -57,17 +59,29 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
         command,
         [("model", "Model"), ("items", "Items"), ("dim", "Dimensions"), ("purity", f"Cluster purity @{NEIGHBOURS}"),
          ("chance", "Purity by chance"), ("rho_rec", "Popularity locality ρ (rec)"),
-         ("rho_search", "Popularity locality ρ (search)"), ("seed", "Seed")],
+         ("rho_search", "Popularity locality ρ (search)"), ("seeds", "Seeds")],
     )
-    for model, matrix in embeddings.items():
-        neighbours = nearest_neighbours(matrix, NEIGHBOURS)
+    per_seed_purity = []
+    for model, by_seed in all_seeds.items():
+        values = {key: [] for key in ("purity", "rho_rec", "rho_search")}
+        for matrix in by_seed.values():
+            neighbours = nearest_neighbours(matrix, NEIGHBOURS)
+            values["purity"].append(None if cluster is None else cluster_purity(neighbours, cluster))
+            values["rho_rec"].append(popularity_locality(neighbours, catalogue.pop_rec))
+            values["rho_search"].append(popularity_locality(neighbours, catalogue.pop_search))
+        matrix = embeddings[model]
         summary.rows.append({
-            "model": model, "items": int(matrix.shape[0]), "dim": int(matrix.shape[1]), "seed": seeds[model],
-            "purity": None if cluster is None else cluster_purity(neighbours, cluster),
+            "model": model, "items": int(matrix.shape[0]), "dim": int(matrix.shape[1]), "seeds": len(by_seed),
             "chance": None if cluster is None else chance_purity(cluster),
-            "rho_rec": popularity_locality(neighbours, catalogue.pop_rec),
-            "rho_search": popularity_locality(neighbours, catalogue.pop_search),
+            **{key: _mean(vals) for key, vals in values.items()},
         })
+        if cluster is not None:
+            per_seed_purity.append(f"{model} " + ", ".join(f"{v:.3f}" for v in values["purity"]))
+    seeds_text = {model: sorted(by_seed) for model, by_seed in all_seeds.items()}
+    summary.notes.append("Numbers are means over each model's seeds ("
+                         + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds_text.items())
+                         + "); the figures show each model's lowest seed."
+                         + (f" Cluster purity per seed: {'; '.join(per_seed_purity)}." if per_seed_purity else ""))
     used = set()
     for task, popularity, label in (("rec", catalogue.pop_rec, "Recommendation training interactions"),
                                     ("search", catalogue.pop_search, "Search training (query, item) pairs")):
@@ -86,6 +100,11 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
     if cluster is None:
         summary.notes.append(f"{name} has no item clusters: cluster purity is not defined.")
     return summary
+
+
+def _mean(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def nearest_neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
