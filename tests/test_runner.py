@@ -169,12 +169,14 @@ def test_significance_against_a_reference_with_holm(sims, tmp_path):
     ref = make_submission(subs, "ref", SEEDED_POP, params='popularity = "search"')
     joint = make_submission(subs, "joint", SEEDED_POP, references={"rec": "ref", "search": "ref"},
                             params='popularity = "rec"')
-    # Without the reference's record the comparison is explained, not silently missing.
-    assert main(["run", str(joint), "--out", str(out), "--no-progress"]) == 0
-    notes = record_of(out, "sim1", "joint")["diagnostics"]["significance_notes"]
-    assert any("reference 'ref' has no record" in n for n in notes)
+    # Without the reference's record (and told not to run it) the comparison is marked missing, never dropped.
+    assert main(["run", str(joint), "--out", str(out), "--no-progress", "--no-references"]) == 0
+    notes = record_of(out, "sim1", "joint")["diagnostics"]["comparison_notes"]
+    assert {(n["task"], n["missing"]) for n in notes} == {("rec", True), ("search", True)}
+    assert all("reference 'ref' has no record" in n["note"] for n in notes)
+    assert not (out / "sim1" / "ref").exists()
     assert main(["run", str(ref), "--out", str(out), "--no-progress"]) == 0
-    assert main(["run", str(joint), "--out", str(out), "--no-progress"]) == 0
+    assert main(["run", str(joint), "--out", str(out), "--no-progress", "--no-references"]) == 0
     record = record_of(out, "sim1", "joint")
     rows = record["significance"]["rec"] + record["significance"]["search"]
     assert len(rows) == 6 and {r["metric"] for r in rows} == {"R@10", "R@10/head", "R@10/torso"}

@@ -1,4 +1,8 @@
-"""`python -m harness run SUBMISSION_DIR [--dataset NAME ...] [--seeds N ...] [--out DIR]`"""
+"""`python -m harness run SUBMISSION_DIR [--dataset NAME ...] [--seeds N ...] [--out DIR] [--no-references]`
+
+The submission's [references] (e.g. Gen_R and Gen_S for Gen_R+S) run first, on the same datasets and seeds, so its
+record carries the paired comparison and the §7 diagnostics; their finished units are reused like any run's.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="compiled datasets and work folders (default: $HARNESS_CACHE_DIR)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
+        "--no-references", action="store_true",
+        help="do not run the submission's [references] first (a comparison then uses whatever record they have)",
+    )
+    parser.add_argument(
         "--site", type=Path,
         help="rebuild the static leaderboard from every record under --out into this folder "
         "(default: a 'site' folder beside --out)",
@@ -27,23 +35,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.protocol.references import resolve_references
     from harness.protocol.runner import Runner, is_writing_rank
     from harness.protocol.submission import load_submission
 
     submission = load_submission(args.submission)
-    runner = Runner(submission, out_dir=args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
-    outcomes = runner.run(datasets=args.datasets, seeds=args.seeds)
-    if not is_writing_rank():  # under the deepspeed launcher: rank 0 reports, writes and builds the site
-        return 1 if any(outcome.failed for outcome in outcomes) else 0
+    references = {} if args.no_references else resolve_references(submission)
 
-    failed = 0
-    print(f"\n{submission.display_name} ({submission.name}):")
-    for outcome in outcomes:
-        status = "ok" if not outcome.failed else f"{len(outcome.failed)} of {len(outcome.units)} unit(s) FAILED"
-        print(f"  {outcome.dataset:<28} {status:<10} record: {outcome.folder / 'record.json'}")
-        for unit in outcome.failed:
-            failed += 1
-            print(f"      seed {unit.seed}: {unit.error['type']}: {unit.error['message']}")
+    def runner_of(sub):
+        return Runner(sub, out_dir=args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
+
+    runner = runner_of(submission)
+    ref_runners = [runner_of(ref) for ref in references.values()]
+    # Everything is checked before anything trains: datasets, seeds, every adapter's import.
+    names, seeds = runner.plan(args.datasets, args.seeds)
+    for ref_runner in ref_runners:
+        ref_runner.plan(names, seeds)
+
+    ran = []  # (submission, its outcome on one dataset), in the order they ran
+    for name in names:  # per dataset: the references, then the submission (its record reads theirs)
+        for one in [*ref_runners, runner]:
+            ran += [(one.sub, outcome) for outcome in one.run([name], seeds)]
+    failed = sum(len(outcome.failed) for _, outcome in ran)
+    if not is_writing_rank():  # under the deepspeed launcher: rank 0 reports, writes and builds the site
+        return 1 if failed else 0
+
+    _report(submission, references, ran)
     print(f"\nRecords are under {args.out}; the tracebacks of failed units are in their record.json.")
     if not args.no_site:
         from harness.leaderboard import build_site
@@ -56,3 +73,23 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print("Run the same command again to retry failed units; finished units are reused.")
     return 1 if failed else 0
+
+
+def _report(submission, references, ran) -> None:
+    """One block per submission that ran (references first), a line per dataset; a failed reference says which
+    comparison of the submission it leaves missing."""
+    tasks_of = {}
+    for task, name in submission.references.items():
+        tasks_of.setdefault(name, []).append(task)
+    for sub in [*references.values(), submission]:
+        role = f"reference for {', '.join(sorted(tasks_of[sub.name]))}" if sub.name in tasks_of else "submission"
+        print(f"\n{sub.display_name} ({sub.name}, {role}):")
+        for _, outcome in (pair for pair in ran if pair[0] is sub):
+            status = "ok" if not outcome.failed else f"{len(outcome.failed)} of {len(outcome.units)} unit(s) FAILED"
+            print(f"  {outcome.dataset:<28} {status:<10} record: {outcome.folder / 'record.json'}")
+            for unit in outcome.failed:
+                print(f"      seed {unit.seed}: {unit.error['type']}: {unit.error['message']}")
+            if outcome.failed and sub is not submission:
+                seeds = ", ".join(str(u.seed) for u in outcome.failed)
+                print(f"      -> {submission.display_name}'s {', '.join(sorted(tasks_of[sub.name]))} comparison on "
+                      f"{outcome.dataset} is missing seed(s) {seeds} (marked in its record)")

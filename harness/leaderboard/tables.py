@@ -150,6 +150,7 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
             notes.append(
                 f"{r.display_name} names {reference!r} as its {TASK_TITLES[task].lower()} reference, "
                 "which has no record on this fingerprint and protocol version: no improvement shown"
+                + "".join(f" ({why})" for why in _comparison_notes(r, task, missing=True))
             )
         elif ref_mean == 0:
             cell.improvement = "–"
@@ -160,8 +161,18 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
     if test is not None:
         cell.significant = bool(test["significant"])
         lines.append(_describe_test(test))
+        notes.extend(f"{r.display_name}, {TASK_TITLES[task].lower()}: {why}"
+                     for why in _comparison_notes(r, task, missing=False))
     cell.title = "\n".join(lines)
     return cell
+
+
+def _comparison_notes(r: LoadedRecord, task: str, *, missing: bool) -> list[str]:
+    """What the record says about its comparison for `task` (harness.protocol.record: missing, or made over other
+    seeds than the submission's)."""
+    notes = (r.record.get("diagnostics") or {}).get("comparison_notes") or []
+    return [n["note"] for n in notes if isinstance(n, dict) and n.get("task") == task
+            and bool(n.get("missing")) == missing and isinstance(n.get("note"), str)]
 
 
 def _test_row(r: LoadedRecord, task: str, metric: str) -> dict | None:

@@ -84,10 +84,10 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
             means[str(metric)] = mean_q
         seed_mean[task] = (qids, means)
 
-    significance, sig_notes = _significance(runner, ds, seed_mean, params, Metric)
+    significance, comparison_notes = _significance(runner, ds, seed_mean, params, Metric, [u.seed for u in ok_units])
     diagnostics: dict[str, Any] = {}
-    if sig_notes:
-        diagnostics["significance_notes"] = sig_notes
+    if comparison_notes:
+        diagnostics["comparison_notes"] = comparison_notes
     diagnostics.update(_diagnostics(runner, ds, ok_units, params))
 
     per_query = None
@@ -157,44 +157,61 @@ def _nanmean_or_none(values: np.ndarray) -> float | None:
     return float(finite.mean()) if finite.size else None
 
 
-def _significance(runner, ds, seed_mean, params, Metric) -> tuple[dict[str, list], list[str]]:
-    """Paired t-tests of the headline metrics against each task's declared reference, Holm across all of them."""
+def _significance(runner, ds, seed_mean, params, Metric, my_seeds: list[int]) -> tuple[dict[str, list], list[dict[str, Any]]]:
+    """Paired t-tests of the headline metrics against each task's declared reference, Holm across all of them.
+
+    Also returns a note per comparison that is missing (no usable reference record) or made over other seeds (the
+    reference finished other seeds than this run): {"task", "reference", "missing": bool, "note"}. Never silently dropped.
+    """
     from harness.metrics.significance import compare, paired_ttest
     from harness.protocol.runner import PROTOCOL_VERSION, results_folder
     from harness.records.files import read_per_query
     from harness.records.validate import read_record
 
-    notes: list[str] = []
+    notes: list[dict[str, Any]] = []
     rows: list[tuple[str, str, str, Any]] = []  # (task, reference, fingerprint, test)
+
+    def note(task: str, reference: str, text: str, missing: bool = True) -> None:
+        notes.append({"task": task, "reference": reference, "missing": missing, "note": text})
+
     for task, reference in sorted(runner.sub.references.items()):
         if task not in seed_mean:
             continue
         ref_folder = results_folder(runner.out_dir, ds.name, reference)
         record_path = ref_folder / "record.json"
         if not record_path.is_file():
-            notes.append(
-                f"{task}: reference {reference!r} has no record for {ds.name} under {runner.out_dir}; "
-                f"run `python -m harness run submissions/{reference}` and run this submission again"
-            )
+            note(task, reference, f"reference {reference!r} has no record for {ds.name} under {runner.out_dir}; "
+                                  f"run `python -m harness run submissions/{runner.sub.name}` again (it runs its "
+                                  f"references first) or `python -m harness run submissions/{reference}`")
             continue
         try:
             ref_record = read_record(record_path)
         except HarnessError as exc:
-            notes.append(f"{task}: reference record unusable: {exc}")
+            note(task, reference, f"reference record unusable: {exc}")
             continue
         if ref_record["dataset"]["fingerprint"] != ds.fingerprint or ref_record["protocol"]["version"] != PROTOCOL_VERSION:
-            notes.append(f"{task}: reference {reference!r} was measured on another dataset fingerprint or protocol version")
+            note(task, reference, f"reference {reference!r} was measured on another dataset fingerprint or protocol version")
+            continue
+        ref_ok = sorted(u["seed"] for u in ref_record["units"] if u["status"] == "ok")
+        failed = [u for u in ref_record["units"] if u["status"] != "ok"]
+        if not ref_ok:
+            error = failed[0]["error"] if failed else None
+            why = f" ({error['type']}: {error['message']})" if error else ""
+            note(task, reference, f"comparison missing: every seed of reference {reference!r} failed{why}")
             continue
         ref_means = _reference_means(read_per_query(ref_folder), task)
         if ref_means is None:
-            notes.append(f"{task}: reference {reference!r} has no per-query scores for {task}")
+            note(task, reference, f"comparison missing: reference {reference!r} has no per-query scores for {task}")
             continue
         qids, means = seed_mean[task]
         ref_qids, ref_values = ref_means
         position = {q: i for i, q in enumerate(ref_qids)}
         if len(position) != len(qids) or any(q not in position for q in qids):
-            notes.append(f"{task}: reference {reference!r} scored other queries; not compared")
+            note(task, reference, f"reference {reference!r} scored other queries; not compared")
             continue
+        if ref_ok != my_seeds:
+            note(task, reference, f"compared over different seeds: reference {reference!r} finished seeds {ref_ok}, "
+                                  f"this submission {my_seeds}; each side is averaged over its own", missing=False)
         order = np.array([position[q] for q in qids])
         for segment in HEADLINE_SEGMENTS:
             name = str(Metric("R", params["headline_k"], segment))

@@ -103,14 +103,19 @@ class Runner:
         self.cache_dir = cache_dir
         self.progress = progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._adapter_cls: type | None = None  # imported once, by plan()
 
     # ---- the whole run ------------------------------------------------------------------------------
-    def run(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> list[DatasetOutcome]:
+    def plan(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> tuple[list[str], list[int]]:
+        """(canonical dataset names, seeds) this run would use, checked before any work: every dataset compiled (or
+        an error saying how to build it), the seeds distinct and >= 0, the adapter importable."""
         from harness.data.store import CompiledDataset
 
         names = [str(DatasetSpec.parse(d)) for d in (datasets or self.sub.datasets)]
         seeds = list(seeds if seeds is not None else self.sub.seeds)
-        # Fail before any work if a dataset is missing: say exactly how to build it.
+        bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+        if bad or len(set(seeds)) != len(seeds) or not seeds:
+            raise HarnessError(f"seeds {seeds}: give distinct integers >= 0")
         missing = []
         for name in names:
             try:
@@ -119,12 +124,18 @@ class Runner:
                 missing.append(f"  {name}: {exc}")
         if missing:
             raise HarnessError("dataset(s) not available:\n" + "\n".join(missing))
-        adapter_cls = self.sub.adapter_class()  # import errors surface before training anything
+        if self._adapter_cls is None:
+            self._adapter_cls = self.sub.adapter_class()  # import errors surface before training anything
+        return names, seeds
 
+    def run(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> list[DatasetOutcome]:
+        from harness.data.store import CompiledDataset
+
+        names, seeds = self.plan(datasets, seeds)
         outcomes = []
         for name in names:
             with CompiledDataset.open(name, cache_dir=self.cache_dir) as ds:
-                outcomes.append(self._run_dataset(ds, seeds, adapter_cls))
+                outcomes.append(self._run_dataset(ds, seeds, self._adapter_cls))
         return outcomes
 
     def _run_dataset(self, ds, seeds: list[int], adapter_cls) -> DatasetOutcome:
