@@ -537,3 +537,73 @@ def test_records_with_diverging_protocol_parameters_are_flagged(tmp_path):
 def test_site_is_readable_by_others(records_dir, tmp_path):
     build_site(records_dir, tmp_path / "site")
     assert os.stat(tmp_path / "site").st_mode & 0o055 == 0o055
+
+
+def _paired(mean, ref, p, significant):
+    return {"metric": "m", "n": 10, "mean": mean, "reference_mean": ref, "diff": mean - ref, "ci_low": 0.0,
+            "ci_high": 0.1, "t": 2.0, "p": p, "alpha": 0.05, "p_holm": p, "significant": significant}
+
+
+DIAGNOSTICS_REC = {
+    "version": 1, "task": "rec", "depth": 10, "n_requests": 250, "n_changed": 200, "reference": "rec_t5", "seed": 0,
+    "h1": {"popularity_from": "search",
+           "all": {"n": 250, "reference_mean": 32.351, "joint_mean": 33.4, "delta": 1.05, "delta_pct": 3.243,
+                   "test": _paired(33.4, 32.351, 0.002, True)},
+           "changed_only": {"n": 200, "reference_mean": 30.0, "joint_mean": 29.2, "delta": -0.8, "delta_pct": -2.72,
+                            "test": _paired(29.2, 30.0, 0.4, False)}},
+    "h2": {"metric": "history_target_query_matches", "n_changed": 200,
+           "groups": {"joint_better": {"n": 91, "mean": 57.09}, "reference_better": {"n": 10, "mean": 20.0},
+                      "tie": {"n": 99, "mean": 30.0}},
+           "delta_pct": 185.46, "test": {"test": "welch-t", "p": 1e-5, "significant": True}},
+    "redundancy": {"redundant_pairs": 75, "non_redundant_pairs": 3,
+                   "groups": {"redundant": {"n_requests": 250, "n": 250, "joint_mean": 0.576, "reference_mean": 0.252,
+                                            "improvement_pct": 128.6, "test": _paired(0.576, 0.252, 5e-18, True)},
+                              "non_redundant": {"n_requests": 4, "n": 4, "joint_mean": 0.5, "reference_mean": 0.25,
+                                                "improvement_pct": 100.0, "test": _paired(0.5, 0.25, 0.3, False)}}},
+}
+
+
+def test_diagnostics_render_as_the_papers_tables_on_the_dataset_and_submission_pages(tmp_path):
+    root = tmp_path / "results"
+    records = [synthetic_record(entry, "sim2") for entry in LINEUP[:3]]
+    records[2]["diagnostics"] = {"rec": DIAGNOSTICS_REC}
+    records.append(synthetic_record(LINEUP[2], "sim1"))  # no diagnostics there
+    write_records(root, records)
+    build_site(root, tmp_path / "site")
+    for page_path in ("dataset-sim2.html", "submissions/joint_t5.html"):
+        page = parse_html((tmp_path / "site" / page_path).read_text())
+        diag = [t for t in page.find_all("table") if "diagnostics" in (t.attrs.get("class") or "")]
+        assert len(diag) == 3, page_path
+        rows = [[c.text() for c in tr.find_all("th") + tr.find_all("td")] for tr in diag[0].find("tbody").find_all("tr")]
+        assert rows == [
+            ["Recommendation", "search training data", "250", "32.35", "33.40", "+3.2%‡", "0.002"],
+            ["Recommendation (changed lists only)", "search training data", "200", "30.00", "29.20", "−2.7%", "0.4"],
+        ]
+        h2 = [c.text() for c in diag[1].find("tbody").find("tr").find_all("td")]
+        assert h2 == ["# matches of history → target queries", "200", "91, 57.09", "10, 20.00", "+185.5%‡", "1e-05"]
+        t8 = [[c.text() for c in tr.find_all("td")] for tr in diag[2].find("tbody").find_all("tr")]
+        assert t8[0] == ["with a redundant pair", "250", "75", "0.252", "0.576", "+128.6%‡", "5e-18"]
+        assert t8[1] == ["with a non-redundant pair", "4", "3", "0.250", "0.500", "+100.0%", "0.3"]
+        assert t8[3] == ["with neither", "—", "", "—", "—", "—", "—"]  # absent group: shown as undefined
+    # A dataset whose records carry no diagnostics says why instead of showing empty tables.
+    assert "No record in this table carries diagnostics" in (tmp_path / "site" / "dataset-sim1.html").read_text()
+    assert "No record in this table carries diagnostics" not in (tmp_path / "site" / "dataset-sim2.html").read_text()
+
+
+@pytest.mark.parametrize("diagnostics", [
+    {"rec": {"h1": "not a mapping", "h2": [1, 2], "redundancy": None}},
+    {"rec": {"h1": {"all": {"n": "many", "delta_pct": "12", "test": {"significant": "yes", "p": "low"}}}}},
+    {"search": {"reference": XSS, "h2": {"metric": XSS}}},
+])
+def test_malformed_diagnostics_show_dashes_and_never_break_the_build(tmp_path, diagnostics):
+    root = tmp_path / "results"
+    record = synthetic_record(LINEUP[2], "sim1")
+    record["diagnostics"] = diagnostics
+    write_records(root, [record])
+    report = build_site(root, tmp_path / "site")
+    assert report.records == 1 and not report.skipped
+    page = (tmp_path / "site" / "dataset-sim1.html").read_text()
+    assert "H1: popularity of the predicted items (Table 6)" in page
+    assert "<script>alert" not in page
+    shown = page.split("Why? The paper")[1].split('<p class="legend">')[0]
+    assert "‡" not in shown and "nan" not in shown.lower()

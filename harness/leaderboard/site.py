@@ -31,6 +31,7 @@ from harness import __version__
 from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.leaderboard.collect import SITE_MARKER, Collection, Group, LoadedRecord, Skipped, collect
+from harness.leaderboard.diagnostics import DiagnosticsView, diagnostics_view
 from harness.leaderboard.experiments import ExperimentView, build_experiment_view, experiment_ids, experiment_page
 from harness.leaderboard.tables import SIGNIFICANT_MARK, TASK_TITLES, Table, build_table
 from harness.leaderboard.views import FigureCopy, FigureFinder, Node, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
@@ -79,6 +80,7 @@ class GroupView:
     sig_rule: str
     params: dict
     stats: list[tuple[str, str, str]] | None
+    diagnostics: list[DiagnosticsView] = field(default_factory=list)  # §7 tables of the records that carry them
     html: markupsafe.Markup = markupsafe.Markup("")  # the rendered tables, shared by the index and dataset pages
 
     @property
@@ -101,7 +103,8 @@ class RecordView:
     significance: list[dict]
     units: list[dict]
     environment: list[tuple[str, str]]
-    diagnostics: Node | None
+    diagnostics: Node | None  # the raw object, as the record holds it
+    diagnostics_tables: DiagnosticsView | None
     adapter_params: Node
 
 
@@ -202,6 +205,7 @@ def _group_view(site: Site, group: Group) -> GroupView:
         sig_rule=_significance_rule(params),
         params=params,
         stats=_stats_rows(group),
+        diagnostics=[view for view in map(diagnostics_view, group.records) if view is not None],
     )
 
 
@@ -250,6 +254,7 @@ def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
         units=_unit_rows(record),
         environment=[(k, format_scalar(record["environment"][k])) for k in sorted(record["environment"])],
         diagnostics=to_tree(diagnostics, figures) if diagnostics else None,
+        diagnostics_tables=diagnostics_view(loaded),
         adapter_params=to_tree(record["submission"].get("params", {})),
     )
     site.figures.extend(figures.copies)
@@ -398,7 +403,6 @@ def _dataset_pages(env: jinja2.Environment, common: dict, site: Site) -> dict[st
         pages[dataset_page(site.dataset_slugs[dataset])] = _render(
             env, "dataset.html", common, root="", dataset=dataset, groups=views,
             dataset_info=to_tree({k: v for k, v in latest.items() if k not in ("stats", "name", "fingerprint")}),
-            diagnostics=[(v, r) for v in views for r in v.group.records if r.record.get("diagnostics")],
             submission_slugs=site.submission_slugs,
         )
     return pages
