@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -202,11 +203,34 @@ def test_a_task_not_served_is_refused(tmp_path):
         ({"learning_rate": True}, r"params\.learning_rate = True must be a float"),
         ({"lr_schedule": "cosine"}, r"params\.lr_schedule = 'cosine'"),
         ({"deepspeed_config": "missing.json"}, r"params\.deepspeed_config = 'missing\.json'.*does not exist"),
+        ({"by_dataset": {"ml-small": {"epoch": 3}}}, r"unknown params\.by_dataset\.ml-small key\(s\) \['epoch'\]"),
+        ({"by_dataset": {"ml-small": {"epochs": 0}}}, r"params\.by_dataset\.ml-small\.epochs = 0; give an integer >= 1"),
+        ({"by_dataset": {"ml-small": {"max_history": 2.5}}}, r"params\.by_dataset\.ml-small\.max_history = 2\.5 must be"),
+        ({"by_dataset": {"ml-small": 5}}, r"params\.by_dataset\.ml-small must be a table"),
+        ({"by_dataset": {"Bad Name": {}}}, r"params\.by_dataset\.Bad Name: dataset name"),
+        ({"by_dataset": {"sim2": {"by_dataset": {}}}}, r"cannot nest"),
+        ({"by_dataset": {"sim2": {"deepspeed_config": "nope.json"}}}, r"'nope\.json'.*does not exist"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, params, message):
     with pytest.raises(HarnessError, match=message):
         _adapter(tmp_path, **params)
+
+
+def test_by_dataset_settings_apply_to_their_dataset_only_and_are_recorded(tmp_path):
+    params = {"by_dataset": {"toy": {"epochs": 1, "max_history": 3}, "toy:x=1": {"epochs": 2},
+                             "other": {"learning_rate": 1}}}
+    base = T5Params.parse({**TINY, **params}, "here")
+    assert base.for_dataset("toy") == replace(base, epochs=1, max_history=3, by_dataset={})
+    assert base.for_dataset("toy:x=1").epochs == 2 and base.for_dataset("toy:x=1").max_history == 3  # full name wins
+    assert base.for_dataset("sim1") == replace(base, by_dataset={})
+    assert base.for_dataset("other").learning_rate == 1.0 and isinstance(base.for_dataset("other").learning_rate, float)
+
+    adapter = _adapter(tmp_path, tasks=("rec",), **params)
+    adapter.fit(toy_view())  # toy_view's dataset is "toy"
+    info = adapter.describe()
+    assert info["params"]["epochs"] == 1 and info["params"]["max_history"] == 3 and info["params"]["by_dataset"] == {}
+    assert len(info["train"]["curve"]) == 1
 
 
 def test_unavailable_backbone_fails_in_fit_with_the_way_out(tmp_path):

@@ -337,3 +337,16 @@ def test_two_ranks_under_the_deepspeed_launcher_agree_and_resume(tmp_path):
     resumed = launch(tmp_path / "interrupted", epochs=2)
     assert {r["resumed"] for r in resumed} == {"1"}
     assert {r["checksum"] for r in resumed} == {reference[0]["checksum"]}
+
+
+def test_each_epoch_line_says_loss_speed_validation_and_time_left():
+    curve = [{"epoch": e, "train_loss": 1.0 / e, "train_s": 100.0, "valid_s": 20.0, "samples_per_s": 1234.4,
+              "valid": {"rec": 0.25}} for e in (1, 2, 3)]
+    # Resumed after epoch 1: only epochs 2 and 3 were timed here; 7 of 10 are left at 120 s each.
+    eta = training._eta(curve, resumed_from=1, epochs=10)
+    assert eta == pytest.approx(840.0)
+    line = training._describe_epoch(curve[-1], 10, eta_s=eta)
+    assert line == "epoch 3/10: loss 0.3333, 1234 samples/s, valid recall rec 0.250, ETA 14:00"
+    assert training._clock(3 * 3600 + 5) == "3:00:05"
+    assert "ETA" not in training._describe_epoch({**curve[-1], "epoch": 10}, 10, eta_s=0.0)  # the last epoch
+    assert training._eta(curve[:1], resumed_from=1, epochs=10) is None  # nothing timed in this process yet

@@ -24,20 +24,23 @@ and item_embeddings are computed by every rank alike (each rank decodes every re
 under ZeRO-3, whose forward passes are collective). The adapter writes no file of its own outside training.py's
 checkpoints, where DeepSpeed's shards are written collectively and our own files by rank 0 only.
 
-[params] (all optional; unknown keys are errors) -- see `T5Params` for types and defaults.
+[params] (all optional; unknown keys are errors) -- see `T5Params` for types and defaults. Settings for one dataset
+go in a table of their own, `[params.by_dataset.ml-small]` (a base name, or a quoted canonical name such as
+"sim2:q_match=0.5", which wins), over the others: a unit trains, records and hashes the resolved settings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.protocol.adapter import Adapter
@@ -75,24 +78,48 @@ class T5Params:
     keep_all_checkpoints: bool = False  # else only the last and the best epoch's checkpoints stay on disk
     progress: bool = True  # tqdm bars
     threads: int = 0  # torch CPU threads (process-wide); 0 keeps torch's default. 1 on a shared machine
+    # {dataset: {key: value}}: settings for one dataset (its base name, e.g. "ml-small" or "sim2", or a full
+    # canonical name such as "sim2:q_match=0.5", which wins), over the ones above. Resolved by for_dataset().
+    by_dataset: dict = field(default_factory=dict)
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], where: str) -> "T5Params":
+        out = cls._parse(params, where, "params")
+        for dataset, overrides in out.by_dataset.items():
+            key = f"params.by_dataset.{dataset}"
+            try:
+                DatasetSpec.parse(dataset)
+            except HarnessError as exc:
+                raise HarnessError(f"{where}: {key}: {exc}") from exc
+            if not isinstance(overrides, dict):
+                raise HarnessError(f"{where}: {key} must be a table of [params] keys, got {overrides!r}")
+            if "by_dataset" in overrides:
+                raise HarnessError(f"{where}: {key}.by_dataset: settings for a dataset cannot nest")
+            cls._parse({**_plain(params), **overrides}, where, key)  # each dataset's resolved settings are valid
+        return out
+
+    @classmethod
+    def _parse(cls, params: Mapping[str, Any], where: str, prefix: str) -> "T5Params":
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(params) - set(known))
         if unknown:
-            raise HarnessError(f"{where}: unknown [params] key(s) {unknown}; allowed: {', '.join(known)}")
-        values = {}
-        for name, value in params.items():
-            values[name] = _checked_param(name, value, cls.__dataclass_fields__[name].type, where)
-        out = cls(**values)
-        out._check_ranges(where)
+            table = "[params]" if prefix == "params" else prefix
+            raise HarnessError(f"{where}: unknown {table} key(s) {unknown}; allowed: {', '.join(known)}")
+        out = cls(**_checked_params(params, where, prefix))
+        out._check_ranges(where, prefix)
         return out
 
-    def _check_ranges(self, where: str) -> None:
+    def for_dataset(self, dataset: str) -> "T5Params":
+        """These settings with `by_dataset`'s overrides for `dataset` applied (the canonical name's over the base
+        name's), and `by_dataset` itself emptied: what one unit trains with, records and hashes."""
+        spec = DatasetSpec.parse(dataset)
+        overrides = {**self.by_dataset.get(spec.name, {}), **self.by_dataset.get(str(spec), {})}
+        return replace(self, by_dataset={}, **_checked_params(overrides, dataset, "params.by_dataset"))
+
+    def _check_ranges(self, where: str, prefix: str = "params") -> None:
         def require(ok: bool, key: str, what: str) -> None:
             if not ok:
-                raise HarnessError(f"{where}: params.{key} = {getattr(self, key)!r}; {what}")
+                raise HarnessError(f"{where}: {prefix}.{key} = {getattr(self, key)!r}; {what}")
 
         require(self.epochs >= 1, "epochs", "give an integer >= 1")
         require(self.learning_rate > 0, "learning_rate", "give a number > 0")
@@ -108,10 +135,10 @@ class T5Params:
         require(self.valid_k is None or self.valid_k >= 2, "valid_k", "give an even integer >= 2")
         for task, cap in self.cap_per_item.items():
             if task not in TASKS:
-                raise HarnessError(f"{where}: params.cap_per_item has the key {task!r}, not a task; allowed: "
+                raise HarnessError(f"{where}: {prefix}.cap_per_item has the key {task!r}, not a task; allowed: "
                                    f"{', '.join(TASKS)}")
             if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
-                raise HarnessError(f"{where}: params.cap_per_item.{task} = {cap!r}; give an integer >= 1 (the most "
+                raise HarnessError(f"{where}: {prefix}.cap_per_item.{task} = {cap!r}; give an integer >= 1 (the most "
                                    f"training instances kept per target item)")
 
     def check_tasks(self, tasks: frozenset[str], where: str) -> None:
@@ -125,7 +152,16 @@ class T5Params:
 _TYPES = {"str": str, "bool": bool, "int": int, "float": (int, float), "dict": dict}
 
 
-def _checked_param(name: str, value: Any, annotation: str, where: str) -> Any:
+def _checked_params(params: Mapping[str, Any], where: str, prefix: str) -> dict[str, Any]:
+    types = {f.name: f.type for f in fields(T5Params)}
+    return {name: _checked_param(name, value, types[name], where, prefix) for name, value in params.items()}
+
+
+def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "by_dataset"}
+
+
+def _checked_param(name: str, value: Any, annotation: str, where: str, prefix: str = "params") -> Any:
     """Check a TOML value against the field's annotation (a string: `from __future__ import annotations`)."""
     optional = "None" in annotation
     base = annotation.replace(" | None", "").strip()
@@ -134,7 +170,7 @@ def _checked_param(name: str, value: Any, annotation: str, where: str) -> Any:
     expected = _TYPES[base]
     ok = isinstance(value, expected) and not (base in ("int", "float") and isinstance(value, bool))
     if not ok:
-        raise HarnessError(f"{where}: params.{name} = {value!r} must be {'a' if base != 'int' else 'an'} {base}")
+        raise HarnessError(f"{where}: {prefix}.{name} = {value!r} must be {'a' if base != 'int' else 'an'} {base}")
     return float(value) if base == "float" else value
 
 
@@ -144,16 +180,23 @@ class GenerativeT5Adapter(Adapter):
                          submission_dir=Path(submission_dir))
         self.where = str(self.submission_dir / "config.toml")
         self.hp = T5Params.parse(self.params, self.where)
-        self.hp.check_tasks(self.tasks, self.where)
-        self.deepspeed_config_path = self.submission_dir / self.hp.deepspeed_config
-        if not self.deepspeed_config_path.is_file():
-            raise HarnessError(f"{self.where}: params.deepspeed_config = {self.hp.deepspeed_config!r}: "
-                               f"{self.deepspeed_config_path} does not exist")
+        self.all_params = self.hp  # by_dataset unresolved; fit() resolves self.hp for the unit's dataset
+        self._use_params(self.hp)
+        for dataset in self.hp.by_dataset:
+            self._use_params(self.all_params.for_dataset(dataset))  # every dataset's settings checked up front
+        self._use_params(self.all_params)
         self.backbone = None
         self.model = None
         self._trie_cache = None  # the decoder's prefix trie of item IDs, built once per fitted backbone
         self._info: dict[str, Any] = {}
         self._cap_report: dict[str, dict[str, int]] = {}
+
+    def _use_params(self, hp: T5Params) -> None:
+        hp.check_tasks(self.tasks, self.where)
+        path = self.submission_dir / hp.deepspeed_config
+        if not path.is_file():
+            raise HarnessError(f"{self.where}: params.deepspeed_config = {hp.deepspeed_config!r}: {path} does not exist")
+        self.hp, self.deepspeed_config_path = hp, path
 
     # ---- training -------------------------------------------------------------------------------------
     def fit(self, train: TrainView) -> None:
@@ -162,6 +205,7 @@ class GenerativeT5Adapter(Adapter):
         from harness.generative.checkpoint import Identity
 
         t0 = time.perf_counter()
+        self._use_params(self.all_params.for_dataset(train.dataset))
         self._trie_cache = None
         if self.hp.threads:
             import torch
@@ -307,9 +351,10 @@ class GenerativeT5Adapter(Adapter):
         shaping = {k: v for k, v in asdict(self.hp).items()
                    if k not in ("backbone_path", "allow_download", "eval_batch_size", "progress",
                                 "keep_all_checkpoints", "threads")}
-        if not shaping["cap_per_item"]:
-            # Uncapped runs hash exactly as before the key existed, so their checkpoints stay resumable.
-            del shaping["cap_per_item"]
+        for key in ("cap_per_item", "by_dataset"):  # unset (by_dataset: always, once resolved by fit)
+            if not shaping[key]:
+                # Runs without it hash exactly as before the key existed, so their checkpoints stay resumable.
+                del shaping[key]
         setup = {
             "params": shaping,
             "tasks": sorted(self.tasks),

@@ -377,7 +377,7 @@ def train(
             _save_epoch(engine, checkpoint_dir, ckpt.CheckpointMeta(identity, epoch, curve, best_epoch), rank,
                         keep=None if keep_all_checkpoints else {best_epoch})
             if rank == 0:
-                log(_describe_epoch(record, hp.epochs))
+                log(_describe_epoch(record, hp.epochs, eta_s=_eta(curve, resumed_from or 0, hp.epochs)))
             if on_epoch_end is not None:
                 on_epoch_end(record)
 
@@ -436,10 +436,26 @@ def _best_epoch(curve: Sequence[dict[str, Any]]) -> int:
     return int(np.argmax(scores)) + 1
 
 
-def _describe_epoch(record: dict[str, Any], epochs: int) -> str:
+def _describe_epoch(record: dict[str, Any], epochs: int, eta_s: float | None = None) -> str:
     valid = ", ".join(f"{t} {v:.3f}" for t, v in record.get("valid", {}).items())
+    eta = f", ETA {_clock(eta_s)}" if eta_s is not None and record["epoch"] < epochs else ""
     return (f"epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.4f}, "
-            f"{record['samples_per_s']:.0f} samples/s" + (f", valid recall {valid}" if valid else ""))
+            f"{record['samples_per_s']:.0f} samples/s" + (f", valid recall {valid}" if valid else "") + eta)
+
+
+def _eta(curve: Sequence[dict[str, Any]], resumed_from: int, epochs: int) -> float | None:
+    """Seconds left: the mean time (training + validation) of the epochs this process ran, times those left."""
+    ran = curve[resumed_from:]
+    if not ran:
+        return None
+    per_epoch = float(np.mean([r["train_s"] + r.get("valid_s", 0.0) for r in ran]))
+    return per_epoch * (epochs - len(curve))
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _resume(engine, root: Path, identity: ckpt.Identity, log) -> ckpt.CheckpointMeta | None:
