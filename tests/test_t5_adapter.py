@@ -39,13 +39,14 @@ def fitted(tmp_path_factory):
     return adapter, view, tmp
 
 
+@pytest.mark.parametrize("source_eos", [True, False])
 @pytest.mark.parametrize("tasks", [("rec",), ("search",), ("rec", "search")])
-def test_training_data_is_the_served_tasks_concatenated(tmp_path, tasks):
+def test_training_data_is_the_served_tasks_concatenated(tmp_path, tasks, source_eos):
     from harness.generative.backbones import load_backbone
     from harness.generative.t5_adapter import tokenizer_corpus
 
     view = toy_view()
-    adapter = _adapter(tmp_path, tasks=tasks, max_history=3)
+    adapter = _adapter(tmp_path, tasks=tasks, max_history=3, source_eos=source_eos)
     adapter.backbone = load_backbone("t5-offline-tiny", n_items=len(view.catalogue),
                                      tokenizer_texts=tokenizer_corpus(view), seed=0)
     data, counts = adapter._training_data(view)
@@ -53,13 +54,16 @@ def test_training_data_is_the_served_tasks_concatenated(tmp_path, tasks):
     assert counts == {t: expected[t] for t in tasks}
     assert len(data) == sum(counts.values()) == len(data.targets)
     off, eos = adapter.backbone.items.offset, adapter.backbone.eos_token_id
+    end = [eos] if source_eos else []  # targets always end with EOS; inputs only with source_eos
     if tasks[0] == "rec":  # rec comes first: history capped to the last 3 items, then EOS
         h = view.rec_train.history(5)[-3:]
-        assert data.sources[5] == [off + int(i) for i in h] + [eos]
+        assert data.sources[5] == [off + int(i) for i in h] + end
         assert data.targets[5].tolist() == [off + int(view.rec_train.target[5]), eos]
     if "search" in tasks:  # search pairs last: query text tokens (never item tokens), then EOS
         first = counts.get("rec", 0)
-        assert data.sources[first][-1] == eos and max(data.sources[first][:-1]) < off
+        text = data.sources[first][:-1] if source_eos else data.sources[first]
+        assert data.sources[first][-1] == eos if source_eos else eos not in data.sources[first]
+        assert max(text) < off
         assert data.targets[first].tolist() == [off + int(view.search_train.pairs()[1][0]), eos]
 
 

@@ -66,6 +66,9 @@ class T5Params:
     lr_schedule: str = "linear"  # "linear" | "constant"
     max_history: int = 0  # last N history items in a rec input; 0 = whole history (paper)
     max_source_tokens: int = 512  # input length cap in tokens (rec keeps the most recent end)
+    # Append EOS to every encoder input (T5's convention, as the paper's flan-t5-base saw it). A decoder trained from
+    # scratch can attend to that EOS, the same in every input, and learn popularity only (docs/generative.md).
+    source_eos: bool = True
     cap_per_item: dict = field(default_factory=dict)  # {task: N}: at most N training instances per target item
     diversity_penalty: float = 0.25  # paper
     num_beams: int | None = None  # None: K
@@ -315,7 +318,8 @@ class GenerativeT5Adapter(Adapter):
             texts = [rec_source(h) for h in examples.histories(self.hp.max_history or None)]
         else:
             texts = [search_source(t) for t in examples.text]
-        return encode_sources(self.backbone.tokenizer, texts, self.hp.max_source_tokens, keep_end=task == "rec")
+        return encode_sources(self.backbone.tokenizer, texts, self.hp.max_source_tokens, keep_end=task == "rec",
+                              eos=self.hp.source_eos)
 
     def _validation(self, train: TrainView, k: int):
         """validate(module) -> {task: R@k} on a seeded sample of each served task's validation examples."""
@@ -351,9 +355,10 @@ class GenerativeT5Adapter(Adapter):
         shaping = {k: v for k, v in asdict(self.hp).items()
                    if k not in ("backbone_path", "allow_download", "eval_batch_size", "progress",
                                 "keep_all_checkpoints", "threads")}
-        for key in ("cap_per_item", "by_dataset"):  # unset (by_dataset: always, once resolved by fit)
-            if not shaping[key]:
-                # Runs without it hash exactly as before the key existed, so their checkpoints stay resumable.
+        for key, unset in (("cap_per_item", {}), ("by_dataset", {}), ("source_eos", True)):
+            if shaping[key] == unset:
+                # A setting added later hashes, at its default, exactly as before it existed, so checkpoints
+                # written before it stay resumable (by_dataset is always empty once fit() resolved it).
                 del shaping[key]
         setup = {
             "params": shaping,

@@ -111,8 +111,11 @@ def tokenizer_hash(tokenizer) -> str:
     return "sha256:" + hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()
 
 
-def encode_sources(tokenizer, texts: Sequence[str], max_length: int, keep_end: bool = False) -> list[list[int]]:
-    """Token ids of each input text, EOS included, truncated to `max_length` tokens (EOS kept).
+def encode_sources(
+    tokenizer, texts: Sequence[str], max_length: int, keep_end: bool = False, eos: bool = True
+) -> list[list[int]]:
+    """Token ids of each input text, truncated to `max_length` tokens, EOS appended (T5's convention) unless
+    `eos` is False. An input that would have no token at all gets EOS alone: the encoder needs one position.
 
     `keep_end`: truncate from the left, keeping the most recent items of a history.
     """
@@ -121,10 +124,10 @@ def encode_sources(tokenizer, texts: Sequence[str], max_length: int, keep_end: b
     side = tokenizer.truncation_side
     tokenizer.truncation_side = "left" if keep_end else "right"
     try:
-        enc = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length)
+        enc = tokenizer(list(texts), add_special_tokens=eos, truncation=True, max_length=max_length)
     finally:
         tokenizer.truncation_side = side
-    return [list(ids) for ids in enc["input_ids"]]
+    return [list(ids) or [tokenizer.eos_token_id] for ids in enc["input_ids"]]
 
 
 def target_ids(items: np.ndarray, vocab: ItemVocabulary, eos_token_id: int) -> np.ndarray:
