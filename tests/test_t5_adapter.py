@@ -179,7 +179,11 @@ def test_setup_hash_of_the_shipped_configs_is_unchanged_by_new_params(name, setu
     sub = load_submission(REPO / "submissions" / name)
     adapter = GenerativeT5Adapter(params=sub.params, seed=0, workdir=Path("unused"), tasks=frozenset(sub.tasks),
                                   submission_dir=sub.folder)
-    assert adapter._setup_hash() == setup_hash
+    for sim in ("sim1", "sim2", "sim3:pairs_in_qrels=0.5"):  # what fit() trains a simulation with
+        adapter._use_params(adapter.all_params.for_dataset(sim))
+        assert adapter._setup_hash() == setup_hash
+    adapter._use_params(adapter.all_params.for_dataset("ml-small"))  # its own settings: its own checkpoints
+    assert adapter._setup_hash() != setup_hash
 
 
 @pytest.mark.parametrize(
