@@ -86,7 +86,8 @@ def test_each_simulation_page_renders_the_diagnostics_as_tables(main_job):
         page = (site / f"dataset-{dataset}.html").read_text()
         joint = read_record(out / dataset / "joint_t5" / "record.json")
         assert "Why? The paper&#39;s §7 diagnostics" in page or "Why? The paper's §7 diagnostics" in page
-        for caption in ("H1: popularity of the predicted items (Table 6)", "H2: where the changed predictions win (Table 7)",
+        for caption in ("H1: popularity of the predicted items (Table 6)",
+                        "H2: where the changed predictions win (Table 7)",
                         "Redundant and non-redundant item pairs (Table 8)"):
             assert caption in page, (dataset, caption)
         # Read back: the shown numbers are the record's.

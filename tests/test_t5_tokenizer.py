@@ -73,7 +73,8 @@ def test_long_history_keeps_the_most_recent_items(tok):
 def test_inputs_without_eos_when_asked_and_never_empty(tok):
     """params.source_eos = false: the encoder input is the item tokens / query tokens alone (docs/generative.md)."""
     tokenizer, items = tok
-    assert encode_sources(tokenizer, [rec_source([1, 2])], max_length=16, eos=False) == [[items.offset + 1, items.offset + 2]]
+    without = encode_sources(tokenizer, [rec_source([1, 2])], max_length=16, eos=False)
+    assert without == [[items.offset + 1, items.offset + 2]]
     kept = encode_sources(tokenizer, [rec_source(range(8))], max_length=4, keep_end=True, eos=False)[0]
     assert kept == [items.offset + 4, items.offset + 5, items.offset + 6, items.offset + 7]  # all 4 places for items
     ids = encode_sources(tokenizer, [search_source("Brazilian Jazz")], max_length=16, eos=False)[0]

@@ -157,11 +157,14 @@ def _nanmean_or_none(values: np.ndarray) -> float | None:
     return float(finite.mean()) if finite.size else None
 
 
-def _significance(runner, ds, seed_mean, params, Metric, my_seeds: list[int]) -> tuple[dict[str, list], list[dict[str, Any]]]:
+def _significance(
+    runner, ds, seed_mean, params, Metric, my_seeds: list[int]
+) -> tuple[dict[str, list], list[dict[str, Any]]]:
     """Paired t-tests of the headline metrics against each task's declared reference, Holm across all of them.
 
     Also returns a note per comparison that is missing (no usable reference record) or made over other seeds (the
-    reference finished other seeds than this run): {"task", "reference", "missing": bool, "note"}. Never silently dropped.
+    reference finished other seeds than this run): {"task", "reference", "missing": bool, "note"}. Never silently
+    dropped.
     """
     from harness.metrics.significance import compare, paired_ttest
     from harness.protocol.runner import PROTOCOL_VERSION, results_folder
@@ -190,7 +193,8 @@ def _significance(runner, ds, seed_mean, params, Metric, my_seeds: list[int]) ->
             note(task, reference, f"reference record unusable: {exc}")
             continue
         if ref_record["dataset"]["fingerprint"] != ds.fingerprint or ref_record["protocol"]["version"] != PROTOCOL_VERSION:
-            note(task, reference, f"reference {reference!r} was measured on another dataset fingerprint or protocol version")
+            note(task, reference,
+                 f"reference {reference!r} was measured on another dataset fingerprint or protocol version")
             continue
         ref_ok = sorted(u["seed"] for u in ref_record["units"] if u["status"] == "ok")
         failed = [u for u in ref_record["units"] if u["status"] != "ok"]
