@@ -1,0 +1,32 @@
+"""tools/: the preset-sizing script runs on a compiled dataset and prints a curve the harness's own scoring agrees with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.data.compile import build_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_t5_learning_curves_prints_one_line_per_epoch(tmp_path):
+    build_dataset("sim2")
+    out = tmp_path / "curve.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "t5_learning_curves.py"), "--dataset", "sim2", "--tasks", "rec,search",
+         "--epochs", "2", "--d", "32", "--layers", "1", "--source-eos", "0", "--beam", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines[0]["examples"] == 1992  # SIM2's rec training instances + search pairs, as the adapter trains on
+    epochs = lines[1:]
+    assert [row["epoch"] for row in epochs] == [1, 2]
+    for name in ("rec/valid", "rec/test", "search/valid", "search/test"):
+        all_, head, torso = epochs[-1][f"{name} R@10 (first step)"]
+        assert 0.0 <= all_ <= 1.0
+    assert 1 <= epochs[-1]["rec/test distinct items"] <= 10  # the diverse beam search's distinct items of K = 10
+    assert json.loads(out.read_text())["curve"] == epochs
