@@ -17,7 +17,8 @@ def test_t5_learning_curves_prints_one_line_per_epoch(tmp_path):
     out = tmp_path / "curve.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "tools" / "t5_learning_curves.py"), "--dataset", "sim2", "--tasks", "rec,search",
-         "--epochs", "2", "--d", "32", "--layers", "1", "--source-eos", "0", "--beam", "--out", str(out)],
+         "--epochs", "2", "--d", "32", "--layers", "1", "--source-eos", "0", "--beam", "--eos-attention",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -29,4 +30,6 @@ def test_t5_learning_curves_prints_one_line_per_epoch(tmp_path):
         all_, head, torso = epochs[-1][f"{name} R@10 (first step)"]
         assert 0.0 <= all_ <= 1.0
     assert 1 <= epochs[-1]["rec/test distinct items"] <= 10  # the diverse beam search's distinct items of K = 10
+    (weights,) = epochs[-1]["cross-attention on the last input token"]  # one decoder layer
+    assert len(weights) == 4 and all(0.0 <= w <= 1.0 for w in weights)  # one mean softmax weight per head
     assert json.loads(out.read_text())["curve"] == epochs

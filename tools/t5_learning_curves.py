@@ -52,6 +52,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beam", action="store_true", help="after the last epoch, the protocol's diverse beam search")
+    p.add_argument("--eos-attention", action="store_true",
+                   help="after every epoch, each decoder head's mean cross-attention weight on the inputs' EOS (the "
+                        "last input position) at the first decoding step, over the first task's test requests")
     p.add_argument("--out", default="", help="also write the arguments and the curve to this JSON file")
     return p.parse_args()
 
@@ -67,6 +70,8 @@ def main() -> None:
     bb = load_backbone("t5-offline-small", n_items=n, tokenizer_texts=tokenizer_corpus(tv), seed=a.seed,
                        model_overrides=overrides)
     model, tok = bb.model, bb.tokenizer
+    if a.eos_attention:
+        model.set_attn_implementation("eager")  # the fused kernels return no attention weights
     tasks = a.tasks.split(",")
 
     def encode(task, examples):
@@ -125,6 +130,18 @@ def main() -> None:
         model.train()
         return np.concatenate(out)
 
+    def eos_attention(srcs):
+        """[decoder layer][head]: mean weight of the first decoding step's cross-attention on the last input token."""
+        model.eval()
+        ids, mask = pad_batch(srcs, bb.pad_token_id, "cpu")
+        last = mask.sum(1) - 1
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask, output_attentions=True,
+                        decoder_input_ids=torch.full((ids.shape[0], 1), bb.decoder_start_token_id))
+        model.train()
+        rows = torch.arange(ids.shape[0])
+        return [[round(float(w), 3) for w in layer[rows, :, 0, last].mean(0)] for layer in out.cross_attentions]
+
     def beam(srcs):
         trie = PrefixTrie(bb.items.all_sequences(), bb.eos_token_id)
         model.eval()
@@ -182,6 +199,8 @@ def main() -> None:
                 ranked = beam(srcs)
                 row[f"{name} R@{k} (diverse beam)"] = recall(ranked, rel, task)
                 row[f"{name} distinct items"] = round(float((ranked >= 0).sum(1).mean()), 2)
+        if a.eos_attention:
+            row["cross-attention on the last input token"] = eos_attention(evals[f"{tasks[0]}/test"][1])
         print(json.dumps(row), flush=True)
         curve.append(row)
     if a.out:
