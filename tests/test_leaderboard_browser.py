@@ -108,6 +108,8 @@ def built(tmp_path_factory):
     joint = write_submission(tmp / "subs", "joint_pop", display_name="Joint_Pop", kind="generative",
                              tasks=("rec", "search"), seeds=(0, 1), references={"rec": "pop_rec", "search": "pop_search"})
     hostile = write_submission(tmp / "subs", "hostile", display_name=XSS, kind="baseline", tasks=("rec",), seeds=(0,))
+    for name in ("pop_rec", "pop_search"):  # references are sibling folders; their finished units are reused
+        shutil.copytree(REPO / "submissions" / name, tmp / "subs" / name)
     assert main(["run", str(joint), "--out", str(results), "--no-progress"]) == 1  # seed 1 fails, on purpose
     assert main(["run", str(hostile), "--out", str(results), "--no-progress"]) == 0
     write_experiment(results)

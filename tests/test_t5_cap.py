@@ -157,7 +157,8 @@ def test_a_capped_submission_gets_its_own_config_hash_and_workdir(tmp_path):
         folder = tmp_path / name / "joint_t5"
         shutil.copytree(REPO / "submissions" / "joint_t5", folder)
         config = folder / "config.toml"
-        config.write_text(config.read_text() + extra)
+        # into [params] itself: the file ends with [params.by_dataset.*] tables
+        config.write_text(config.read_text().replace("[params]\n", "[params]\n" + extra, 1))
         folders[name] = load_submission(folder)
     assert folders["capped"].params["cap_per_item"] == {"search": 5}
     assert folders["plain"].config_hash != folders["capped"].config_hash
