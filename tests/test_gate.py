@@ -187,6 +187,14 @@ def test_protocol_version_mismatch_is_a_clear_error(baseline, tmp_path, capsys):
     assert "protocol version 0" in capsys.readouterr().err
 
 
+def test_a_baseline_of_another_decoding_is_never_compared(baseline, tmp_path, capsys):
+    def other_decoding(record):
+        record["protocol"]["params"]["decoding"] = "distinct"
+
+    assert gate(POP_REC, edited_copy(baseline, tmp_path, other_decoding)) == 2
+    assert "the baseline was decoded with 'distinct', this run with 'diverse-beam'" in capsys.readouterr().err
+
+
 def test_missing_baseline_says_how_to_write_one(tmp_path, capsys):
     assert gate(POP_REC, tmp_path / "none") == 2
     err = capsys.readouterr().err

@@ -134,9 +134,24 @@ def test_unknown_top_level_field_is_named():
 
 def test_unknown_field_from_a_newer_minor_names_both_versions():
     record = example_record()
-    record["schema_version"] = "1.1"
+    record["schema_version"] = "1.2"
     record["calibration"] = {}
-    _raises(record, "unknown field 'calibration'", "uses schema 1.1", "knows 1.0")
+    _raises(record, "unknown field 'calibration'", "uses schema 1.2", "knows 1.1")
+
+
+def test_lists_are_checked_against_the_seeds_and_the_depth():
+    record = example_record()
+    record["lists"] = {"rec": {"depth": 10, "mean_distinct_items": 4.0, "per_seed": {"0": 4.0}}}
+    validate_record(record, source="rec.json")
+    record["lists"]["rec"]["per_seed"]["0"] = 11.0
+    _raises(record, "$.lists.rec.per_seed['0']", "11.0 distinct items is outside [0, depth 10]")
+    record["lists"]["rec"]["per_seed"] = {"7": 4.0}
+    _raises(record, "$.lists.rec.per_seed", "seed 7 is not in $.seeds")
+    record["lists"] = {"music": {"depth": 10, "mean_distinct_items": 4.0, "per_seed": {}}}
+    _raises(record, "$.lists")
+    record = example_record()
+    record["protocol"]["params"]["decoding"] = "greedy"
+    _raises(record, "$.protocol.params.decoding")
 
 
 def test_unknown_nested_field_in_a_closed_object():
@@ -248,6 +263,7 @@ def _same_targets_inputs(seeds=(0, 1)):
     record["submission"]["references"] = {}
     record["metrics"] = {"rec": metrics_block(values_by_seed)}
     record["significance"] = {}
+    record["lists"] = {"rec": record["lists"]["rec"]}
     del record["files"]
     return record, pa.concat_tables(tables), {"rec": runs}, {"rec": (qids, offsets, items)}, values_by_seed
 

@@ -259,3 +259,63 @@ def test_only_rank_zero_writes_under_a_launcher(sims, tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     assert main(["run", str(folder), "--out", str(out), "--no-progress"]) == 0
     assert (out / "sim1" / "ranked" / "record.json").is_file() and (tmp_path / "site" / "index.html").is_file()
+
+
+# Half of each list is left empty under the paper's decoding (as a diverse beam search's duplicates would leave it) and
+# filled under "distinct": the decoding reaches the adapter and its lists, and nothing else changes.
+DECODING_AWARE = SEEDED_POP.replace(
+    "        return np.broadcast_to(self.order[:k], (len(requests), k))",
+    "        row = self.order[:k].copy()\n"
+    "        if self.decoding == 'diverse-beam':\n"
+    "            row[k // 2:] = -1\n"
+    "        return np.broadcast_to(row, (len(requests), k))",
+)
+
+
+def test_a_decoding_has_its_own_records_lists_and_comparisons(sims, tmp_path):
+    from harness.leaderboard import build_site
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    make_submission(subs, "ref", DECODING_AWARE, params='popularity = "search"\nnoise = 0.5')
+    joint = make_submission(subs, "joint", DECODING_AWARE, references={"rec": "ref", "search": "ref"},
+                            params='popularity = "rec"')
+    assert main(["run", str(joint), "--out", str(out), "--no-progress", "--no-site"]) == 0
+    paper = record_of(out, "sim1", "joint")
+    before = (out / "sim1" / "joint" / "record.json").read_bytes()
+    assert paper["protocol"]["params"]["decoding"] == "diverse-beam"
+    assert paper["lists"]["rec"] == {"depth": 10, "mean_distinct_items": 5.0, "per_seed": {"0": 5.0}}
+    assert len(paper["significance"]["rec"]) == 3
+
+    # Under "distinct" without its references' records: nothing is compared with the paper-decoded reference.
+    assert main(["run", str(joint), "--out", str(out), "--no-progress", "--no-site", "--no-references",
+                 "--decoding", "distinct"]) == 0
+    distinct = read_record(out / "sim1" / "joint@distinct" / "record.json")
+    assert (out / "sim1" / "joint" / "record.json").read_bytes() == before  # the paper's record is untouched
+    assert distinct["protocol"]["params"]["decoding"] == "distinct"
+    assert distinct["lists"]["search"]["mean_distinct_items"] == 10.0
+    assert distinct["significance"] == {}
+    notes = distinct["diagnostics"]["comparison_notes"]
+    assert {n["task"] for n in notes if n["missing"]} == {"rec", "search"}
+    assert all("(decoding distinct)" in n["note"] for n in notes)
+
+    # With them (the references run first, under the same decoding): tests against the distinct reference only.
+    assert main(["run", str(joint), "--out", str(out), "--no-progress", "--no-site", "--decoding", "distinct"]) == 0
+    distinct = read_record(out / "sim1" / "joint@distinct" / "record.json")
+    ref_distinct = read_record(out / "sim1" / "ref@distinct" / "record.json")
+    row = next(r for r in distinct["significance"]["rec"] if r["metric"] == "R@10")
+    assert row["reference_mean"] == pytest.approx(ref_distinct["metrics"]["rec"]["R@10"]["mean"])
+    assert row["reference_mean"] != pytest.approx(record_of(out, "sim1", "ref")["metrics"]["rec"]["R@10"]["mean"])
+    assert distinct["metrics"]["rec"]["R@10"]["mean"] > paper["metrics"]["rec"]["R@10"]["mean"]
+
+    # The leaderboard: one table per decoding, labelled, and the short lists said.
+    site = tmp_path / "site"
+    build_site(out, site)
+    page = (site / "dataset-sim1.html").read_text()
+    assert page.count('<table class="board sortable"') == 2 * 3  # two groups, a table per cutoff (1, 5, 10)
+    assert "decoding <strong>distinct</strong>" in page and "decoding <strong>diverse-beam</strong> (the paper" in page
+    assert "lists hold fewer distinct items than asked for" in page and "joint (recommendation) 5.0 of 10" in page
+
+
+def test_an_unknown_decoding_is_refused(sims, tmp_path):
+    with pytest.raises(HarnessError, match="unknown decoding 'greedy'; allowed: diverse-beam, distinct"):
+        Runner(load_submission(REPO / "submissions" / "pop_rec"), out_dir=tmp_path, decoding="greedy")

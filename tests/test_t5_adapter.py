@@ -81,6 +81,46 @@ def test_fit_then_retrieve_ranks_k_distinct_items(fitted):
     assert search.shape == (len(view.search_valid), 4)
 
 
+def test_distinct_decoding_is_the_first_steps_top_k_items_ranked_with_their_eos(fitted):
+    """Plain beam search with K beams over atomic IDs: the first step keeps the K most probable item tokens, the
+    second can only end each with EOS, so the list is those K items ordered by log p(item) + log p(EOS | item).
+    Checked against teacher-forced forward passes of every item, computed here without the decoder."""
+    import torch
+
+    adapter, view, _ = fitted
+    requests = view.rec_valid.without_targets()
+    k = 6
+    paper = adapter.retrieve("rec", requests, k)
+    adapter.decoding = "distinct"
+    try:
+        ranked = adapter.retrieve("rec", requests, k)
+        info = adapter.describe()["decoding"]
+    finally:
+        adapter.decoding = "diverse-beam"
+    assert info["protocol"] == "distinct" and info["num_beam_groups"] == 1 and info["diversity_penalty"] == 0.0
+    assert adapter.describe()["decoding"]["protocol"] == "diverse-beam"
+    assert (ranked >= 0).all() and all(len(set(row)) == k for row in ranked.tolist())
+    assert (paper < 0).any(), "the paper's decoding should leave some lists short on this toy (else the test is weak)"
+
+    bb, model, n = adapter.backbone, adapter.model, adapter.n_items
+    tokens = torch.as_tensor(bb.items.token_ids(np.arange(n)))
+    was_training = model.training
+    model.eval()
+    try:
+        for row, source in zip(ranked, adapter._encode("rec", requests)):
+            ids = torch.tensor([list(source)] * n)
+            decoder = torch.stack([torch.full((n,), bb.decoder_start_token_id), tokens], dim=1)
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), decoder_input_ids=decoder).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            first = logp[torch.arange(n), 0, tokens].numpy()
+            total = first + logp[:, 1, bb.eos_token_id].numpy()
+            kept = np.argsort(-first, kind="stable")[:k]
+            np.testing.assert_array_equal(row, kept[np.argsort(-total[kept], kind="stable")])
+    finally:
+        model.train(was_training)
+
+
 def test_describe_records_backbone_curve_and_settings(fitted):
     adapter, _, _ = fitted
     info = json.loads(json.dumps(adapter.describe()))  # JSON-able, as the record needs

@@ -1,4 +1,5 @@
-"""`python -m harness run SUBMISSION_DIR [--dataset NAME ...] [--seeds N ...] [--out DIR] [--no-references]`
+"""`python -m harness run SUBMISSION_DIR [--dataset NAME ...] [--seeds N ...] [--out DIR] [--no-references]
+[--decoding diverse-beam|distinct]`
 
 The submission's [references] (e.g. Gen_R and Gen_S for Gen_R+S) run first, on the same datasets and seeds, so its
 record carries the paired comparison and the §7 diagnostics; their finished units are reused like any run's.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from harness.protocol.decodings import DECODINGS, DEFAULT as DEFAULT_DECODING
 
 DEFAULT_OUT = Path("leaderboard") / "results"
 
@@ -21,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", metavar="N", help="seeds instead of the config's")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default: {DEFAULT_OUT})")
     parser.add_argument("--cache-dir", type=Path, help="compiled datasets and work folders (default: $HARNESS_CACHE_DIR)")
+    parser.add_argument(
+        "--decoding", choices=list(DECODINGS), default=DEFAULT_DECODING,
+        help="how generative models read out their K items: 'diverse-beam' (the paper's, default) or 'distinct' (K "
+        "distinct items); recorded in each record, kept in its own results folder (NAME@distinct), compared only "
+        "with records of the same decoding (docs/decoding.md)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--no-references", action="store_true",
@@ -43,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     references = {} if args.no_references else resolve_references(submission)
 
     def runner_of(sub):
-        return Runner(sub, out_dir=args.out, cache_dir=args.cache_dir, progress=not args.no_progress)
+        return Runner(sub, out_dir=args.out, cache_dir=args.cache_dir, progress=not args.no_progress,
+                      decoding=args.decoding)
 
     runner = runner_of(submission)
     ref_runners = [runner_of(ref) for ref in references.values()]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.protocol.decodings import record_decoding
 from harness.protocol.runner import results_folder
 from harness.records.files import RECORD_FILE, read_per_query, read_record_folder, write_record_folder
 
@@ -107,6 +108,12 @@ def check_comparable(now: RecordFolder, base: RecordFolder, *, update_hint: str)
         raise HarnessError(
             f"{where}: the baseline was measured under protocol version {base.protocol_version}, this run under "
             f"{now.protocol_version}: refresh the baseline with `{update_hint}` and commit it"
+        )
+    if record_decoding(base.record) != record_decoding(now.record):
+        raise HarnessError(
+            f"{where}: the baseline was decoded with {record_decoding(base.record)!r}, this run with "
+            f"{record_decoding(now.record)!r}: numbers under two decodings are never compared; run the gate with the "
+            f"baseline's decoding or refresh the baseline with `{update_hint}`"
         )
     if base.failed_seeds:
         raise HarnessError(f"{where}: the baseline has failed units (seeds {base.failed_seeds}); refresh it with `{update_hint}`")

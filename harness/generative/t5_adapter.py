@@ -15,7 +15,10 @@ each item, kept in their original order. Validation examples are never capped.
 
 Retrieval decodes with diverse (group) beam search constrained to the item tokens: num_beams = K,
 num_beam_groups = K / 2, diversity penalty 0.25 (the paper's settings; overridable in [params]), K
-returned sequences of which the first occurrence of each item is kept, best first.
+returned sequences of which the first occurrence of each item is kept, best first. Under the protocol's
+"distinct" decoding (`--decoding distinct`, harness.protocol.decodings) it is plain constrained beam search
+with K beams instead (one group, no diversity penalty): K distinct items. Validation during training always
+decodes the first way, so the trained model (and its checkpoints) is the same under either decoding.
 
 `item_embeddings()` gives the learned input-embedding rows of the item ID tokens (the paper's Figures 1 and 3).
 
@@ -378,7 +381,12 @@ class GenerativeT5Adapter(Adapter):
         from harness.generative.training import distributed_env
 
         with distributed_env():  # ZeRO-3's forward hooks read LOCAL_RANK; a plain process has it only meanwhile
-            return self._decode(self.model, self._encode(task, requests), k)
+            return self._decode(self.model, self._encode(task, requests), k, distinct=self._distinct())
+
+    def _distinct(self) -> bool:
+        from harness.protocol.decodings import check_decoding
+
+        return check_decoding(self.decoding, f"{self.where}: the run's decoding") == "distinct"
 
     def _check_k(self, k: int) -> None:
         if not isinstance(k, (int, np.integer)) or k < 2 or k % 2:
@@ -387,6 +395,8 @@ class GenerativeT5Adapter(Adapter):
             )
         if k > self.n_items:
             raise HarnessError(f"K = {k} is larger than the catalogue ({self.n_items} items): cannot rank {k} distinct items")
+        if self._distinct():
+            return  # K beams in one group: params.num_beams / num_beam_groups configure the paper's decoding only
         beams = self.hp.num_beams or k
         groups = self.hp.num_beam_groups or beams // 2
         if beams < k or beams % groups:
@@ -395,14 +405,21 @@ class GenerativeT5Adapter(Adapter):
                 f"need num_beams >= K and num_beam_groups dividing num_beams"
             )
 
-    def _decode(self, module, sources: Sequence[Sequence[int]], k: int) -> np.ndarray:
-        """[n, k] item ids, best first: diverse beam search, first occurrence of each item kept, -1 padded."""
+    def _decode(self, module, sources: Sequence[Sequence[int]], k: int, *, distinct: bool = False) -> np.ndarray:
+        """[n, k] item ids, best first, -1 padded: diverse beam search with the first occurrence of each item kept,
+        or (distinct) plain constrained beam search with K beams, whose K hypotheses are K distinct items."""
         from harness.generative.decoding import PrefixTrie, diverse_beam_search
 
         bb = self.backbone
         trie = self._trie(PrefixTrie)
-        beams = self.hp.num_beams or k
-        groups = self.hp.num_beam_groups or beams // 2
+        if distinct:
+            # One group with no diversity penalty is plain beam search (transformers' num_beam_groups = 1); each of
+            # the K beams holds a different item after the first step, and the trie allows only EOS after it.
+            beams, groups, penalty = k, 1, 0.0
+        else:
+            beams = self.hp.num_beams or k
+            groups = self.hp.num_beam_groups or beams // 2
+            penalty = self.hp.diversity_penalty
         out = np.full((len(sources), k), -1, dtype=np.int64)
         device = next(module.parameters()).device
         for start in range(0, len(sources), self.hp.eval_batch_size):
@@ -410,7 +427,7 @@ class GenerativeT5Adapter(Adapter):
             input_ids, mask = pad_batch(chunk, bb.pad_token_id, device)
             decoded = diverse_beam_search(
                 module, input_ids, mask,
-                num_beams=beams, num_beam_groups=groups, diversity_penalty=self.hp.diversity_penalty,
+                num_beams=beams, num_beam_groups=groups, diversity_penalty=penalty,
                 max_new_tokens=2,  # one item token, then EOS (atomic IDs)
                 constraint=trie, num_return_sequences=beams, length_penalty=self.hp.length_penalty,
                 decoder_start_token_id=bb.decoder_start_token_id, eos_token_id=bb.eos_token_id,
@@ -460,15 +477,29 @@ class GenerativeT5Adapter(Adapter):
             "params": asdict(self.hp),
             "backbone": self.backbone.info if self.backbone else None,
             "item_ids": "atomic: one new token <item_i> per catalogue item",
-            "decoding": {
-                "method": "diverse (group) beam search, Hamming diversity, constrained to item tokens",
-                "num_beams": self.hp.num_beams or "K",
-                "num_beam_groups": self.hp.num_beam_groups or "num_beams / 2",
-                "diversity_penalty": self.hp.diversity_penalty,
-                "dedupe": "first occurrence of each item",
-            },
+            "decoding": self._decoding_info(),
             "versions": versions,
             **self._info,
+        }
+
+
+    def _decoding_info(self) -> dict[str, Any]:
+        paper = {
+            "method": "diverse (group) beam search, Hamming diversity, constrained to item tokens",
+            "num_beams": self.hp.num_beams or "K",
+            "num_beam_groups": self.hp.num_beam_groups or "num_beams / 2",
+            "diversity_penalty": self.hp.diversity_penalty,
+            "dedupe": "first occurrence of each item",
+        }
+        if not self._distinct():
+            return {"protocol": self.decoding, **paper}
+        return {
+            "protocol": self.decoding,
+            "method": "plain beam search (one group, no diversity penalty), constrained to item tokens",
+            "num_beams": "K",
+            "num_beam_groups": 1,
+            "diversity_penalty": 0.0,
+            "validation": {"note": "validation during training decodes as the paper does", **paper},
         }
 
 

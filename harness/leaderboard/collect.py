@@ -5,8 +5,9 @@ validator (`harness.records.read_record_folder`). A record that cannot be used i
 that names its file, so one bad submission never breaks the build.
 
 Numbers are only ever compared inside a `Group`: records of one dataset name measured on one dataset
-fingerprint under one protocol version. Records of the same dataset on another fingerprint (a rebuilt or
-changed dataset) or protocol version form a group of their own and get their own tables.
+fingerprint under one protocol version and one decoding. Records of the same dataset on another fingerprint (a
+rebuilt or changed dataset), protocol version or decoding (`--decoding distinct`) form a group of their own and get
+their own tables.
 
 The same walk finds experiment summaries (`experiment.json`, harness.leaderboard.experiments), validated
 and skipped the same way.
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.leaderboard.experiments import EXPERIMENT_FILE, LoadedExperiment, read_experiment
+from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, record_decoding
 from harness.records.files import RECORD_FILE, read_record_folder
 
 # Folders inside a results tree that never hold records: the runner's per-unit work files.
@@ -74,8 +76,12 @@ class LoadedRecord:
         return self.record["protocol"]["version"]
 
     @property
-    def group_key(self) -> tuple[str, str, str]:
-        return (self.dataset, self.fingerprint, self.protocol_version)
+    def decoding(self) -> str:
+        return record_decoding(self.record)
+
+    @property
+    def group_key(self) -> tuple[str, str, str, str]:
+        return (self.dataset, self.fingerprint, self.protocol_version, self.decoding)
 
     @functools.cached_property  # a frozen dataclass still has a __dict__ for the cache
     def finished_at(self) -> _dt.datetime:
@@ -96,11 +102,12 @@ class Skipped:
 
 @dataclass
 class Group:
-    """Records whose numbers may share a column: one dataset, one fingerprint, one protocol version."""
+    """Records whose numbers may share a column: one dataset, one fingerprint, one protocol version, one decoding."""
 
     dataset: str
     fingerprint: str
     protocol_version: str
+    decoding: str
     records: list[LoadedRecord]
     ks: list[int] = field(default_factory=list)
     headline_k: int = 0
@@ -233,7 +240,7 @@ def _read_all(folders: list[Path]) -> list[tuple[dict | None, str | None]]:
 
 
 def _drop_duplicates(loaded: list[LoadedRecord]) -> tuple[list[LoadedRecord], list[Skipped]]:
-    """One record per (dataset, fingerprint, protocol version, submission): the most recently finished
+    """One record per (dataset, fingerprint, protocol version, decoding, submission): the most recently finished
     (the first by path among equals); the others are skipped, naming the one shown."""
     chosen: dict[tuple, LoadedRecord] = {}
     for r in loaded:
@@ -243,7 +250,7 @@ def _drop_duplicates(loaded: list[LoadedRecord]) -> tuple[list[LoadedRecord], li
     kept = {id(r) for r in chosen.values()}
     skipped = [
         Skipped(r.path, f"{r.path}: submission {r.name!r} on {r.dataset} (fingerprint {r.fingerprint[7:19]}, "
-                        f"protocol {r.protocol_version}) has a later or equal record, which is shown instead: "
+                        f"protocol {r.protocol_version}, decoding {r.decoding}) has a later or equal record, which is shown instead: "
                         f"{chosen[(*r.group_key, r.name)].path}")
         for r in loaded if id(r) not in kept
     ]
@@ -261,16 +268,36 @@ def _relative_message(message: str, root: Path) -> str:
 def group_records(records: list[LoadedRecord]) -> list[Group]:
     """Groups sorted by dataset name, then the current group first (latest finished record), then by
     fingerprint and protocol version so the order never depends on the file system."""
-    by_key: dict[tuple[str, str, str], list[LoadedRecord]] = {}
+    by_key: dict[tuple[str, str, str, str], list[LoadedRecord]] = {}
     for r in records:
         by_key.setdefault(r.group_key, []).append(r)
     groups = []
-    for (dataset, fingerprint, version), members in by_key.items():
-        group = Group(dataset, fingerprint, version, sorted(members, key=lambda r: (r.name, r.path)))
+    for (dataset, fingerprint, version, decoding), members in by_key.items():
+        group = Group(dataset, fingerprint, version, decoding, sorted(members, key=lambda r: (r.name, r.path)))
         _settle_protocol(group)
+        _note_short_lists(group)
         groups.append(group)
-    groups.sort(key=lambda g: (g.dataset, -g.latest.timestamp(), g.fingerprint, g.protocol_version))
+    # The paper's decoding first among a dataset's equally recent groups: it is the one the paper's numbers use.
+    groups.sort(key=lambda g: (g.dataset, -g.latest.timestamp(), g.fingerprint, g.protocol_version,
+                               g.decoding != DEFAULT_DECODING, g.decoding))
     return groups
+
+
+def _note_short_lists(group: Group) -> None:
+    """Say when a submission's lists hold fewer distinct items than asked for (a diverse beam search returns
+    duplicates; `lists` in the record, schema 1.1): such lists cap Recall@K, so the page must not hide it."""
+    short = []
+    for r in group.records:
+        for task, stats in sorted((r.record.get("lists") or {}).items()):
+            mean = stats.get("mean_distinct_items")
+            if mean is not None and mean < stats["depth"] - 0.05:
+                short.append(f"{r.display_name} ({'recommendation' if task == 'rec' else task}) {mean:.1f} of "
+                             f"{stats['depth']}")
+    if short:
+        group.notes.append(
+            f"decoding {group.decoding}: lists hold fewer distinct items than asked for, which caps Recall@K "
+            f"(mean distinct items per list: {'; '.join(short)}). The 'distinct' decoding asks for K distinct "
+            "items (docs/decoding.md); its records form tables of their own.")
 
 
 def _settle_protocol(group: Group) -> None:
@@ -285,8 +312,12 @@ def _settle_protocol(group: Group) -> None:
         headlines[params["headline_k"]] += 1
     group.ks = sorted(ks)
     group.headline_k = min(headlines, key=lambda k: (-headlines[k], k))
-    reference_params = group.protocol_params()
-    differing = sorted(r.display_name for r in group.records if r.record["protocol"]["params"] != reference_params)
+    def comparable(params: dict) -> dict:  # a record from before decodings were declared used the default
+        return {**params, "decoding": params.get("decoding", DEFAULT_DECODING)}
+
+    reference_params = comparable(group.protocol_params())
+    differing = sorted(r.display_name for r in group.records
+                       if comparable(r.record["protocol"]["params"]) != reference_params)
     if differing:
         group.notes.append(
             "these records use other protocol parameters than the rest of this table under the same protocol "

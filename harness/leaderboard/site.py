@@ -35,6 +35,7 @@ from harness.leaderboard.diagnostics import DiagnosticsView, diagnostics_view
 from harness.leaderboard.experiments import ExperimentView, build_experiment_view, experiment_ids, experiment_page
 from harness.leaderboard.tables import SIGNIFICANT_MARK, TASK_TITLES, Table, build_table
 from harness.leaderboard.views import FigureCopy, FigureFinder, Node, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
+from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
 
 # SITE_MARKER (collect.py): a file at the top of every built site; its presence is what allows a rebuild to
 # replace the folder, and the records walk never enters a folder holding it.
@@ -190,7 +191,8 @@ def dataset_page(slug: str) -> str:
 
 def _group_id(site: Site, group: Group) -> str:
     version = "".join(c if c.isalnum() else "-" for c in group.protocol_version)
-    return f"{site.dataset_slugs[group.dataset]}-{short_fingerprint(group.fingerprint)}-p{version}"
+    decoding = "" if group.decoding == DEFAULT_DECODING else f"-{group.decoding}"  # the paper's keeps its old anchors
+    return f"{site.dataset_slugs[group.dataset]}-{short_fingerprint(group.fingerprint)}-p{version}{decoding}"
 
 
 def _group_view(site: Site, group: Group) -> GroupView:
@@ -471,7 +473,8 @@ def _all_notes(site: Site) -> list[str]:
     """Every group's and table's notes, each prefixed with where it applies."""
     notes = set()
     for view in site.group_views.values():
-        where = f"{view.group.dataset} ({view.short_fingerprint}, protocol {view.group.protocol_version})"
+        where = (f"{view.group.dataset} ({view.short_fingerprint}, protocol {view.group.protocol_version}, "
+                 f"decoding {view.group.decoding})")
         for note in [*view.group.notes, *(note for table in view.tables for note in table.notes)]:
             notes.add(f"{where}: {note}")
     return sorted(notes)

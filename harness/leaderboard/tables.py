@@ -1,6 +1,6 @@
 """The numbers of one leaderboard table, in the shape of the paper's Table 5, as plain values for templates.
 
-A table shows one group of records (one dataset fingerprint, one protocol version) at one cutoff K:
+A table shows one group of records (one dataset fingerprint, protocol version and decoding) at one cutoff K:
 rows are submissions, columns are Recall@K over all / head / torso targets for recommendation, then for
 search. Rules, each stated on the page as well:
 
@@ -142,6 +142,10 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
     mean = float(value["mean"])
     cell = Cell(format_value(mean), repr(round(mean, DECIMALS)), value=mean)
     lines = [f"{r.display_name}, {TASK_TITLES[task].lower()} {metric} = {mean:.4f} over {value['n']:,} queries"]
+    lists = (r.record.get("lists") or {}).get(task)
+    if lists and lists["mean_distinct_items"] is not None and column.segment == "all":
+        lines.append(f"lists hold {lists['mean_distinct_items']:.2f} distinct items of {lists['depth']} on average "
+                     f"(decoding {r.decoding})")
     reference = r.references.get(task)
     test = _test_row(r, task, metric)
     if reference is not None:

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
 from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
 
 
@@ -23,7 +24,14 @@ class Adapter(abc.ABC):
       interrupted run, so training can resume from it.
     - `tasks`: the tasks this submission serves (from its config).
     - `submission_dir`: the submission's folder, for files its config names (e.g. a DeepSpeed JSON).
+
+    `decoding` is the run's protocol decoding (harness.protocol.decodings), set by the runner after construction and
+    before `fit`. Only a generative adapter reads it, in `retrieve`: "distinct" asks for K distinct items, the
+    default "diverse-beam" for the paper's diverse beam search. It must not change training (a second decoding
+    reuses the finished training in `workdir`). An adapter that scores items ranks K distinct items either way.
     """
+
+    decoding: str = DEFAULT_DECODING
 
     def __init__(
         self,

@@ -47,7 +47,7 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
 
     sub = runner.sub
     head_fraction = float(ds.manifest.get("split_params", {}).get("head_fraction", 0.01))
-    params = protocol_params(ds.headline_k, head_fraction)
+    params = protocol_params(ds.headline_k, head_fraction, runner.decoding)
     ks = params["ks"]
     metrics_list = standard_metrics(ks)
     catalogue = ds.catalogue()
@@ -132,6 +132,7 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
             for u in units
         ],
         "metrics": metrics,
+        "lists": list_stats(ok_units, sub.tasks, params["depth"]),
         "significance": significance,
         "diagnostics": diagnostics,
         "environment": environment(),
@@ -152,6 +153,21 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
     return record
 
 
+def list_stats(ok_units, tasks, depth: int) -> dict[str, Any]:
+    """Per task: how many distinct items the returned lists hold (the rankings are stored deduplicated and padded
+    with -1), mean over requests, per seed and over seeds. A diverse beam search can return fewer than K distinct
+    items, which caps Recall@K: this is what the "distinct" decoding is there to show (docs/decoding.md)."""
+    out: dict[str, Any] = {}
+    for task in tasks:
+        per_seed = {str(u.seed): float((u.rankings[task] >= 0).sum(axis=1).mean()) if len(u.rankings[task]) else None
+                    for u in ok_units}
+        known = [v for v in per_seed.values() if v is not None]
+        if per_seed:
+            out[task] = {"depth": depth, "mean_distinct_items": float(np.mean(known)) if known else None,
+                         "per_seed": per_seed}
+    return out
+
+
 def _nanmean_or_none(values: np.ndarray) -> float | None:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else None
@@ -167,6 +183,7 @@ def _significance(
     dropped.
     """
     from harness.metrics.significance import compare, paired_ttest
+    from harness.protocol.decodings import record_decoding
     from harness.protocol.runner import PROTOCOL_VERSION, results_folder
     from harness.records.files import read_per_query
     from harness.records.validate import read_record
@@ -180,10 +197,11 @@ def _significance(
     for task, reference in sorted(runner.sub.references.items()):
         if task not in seed_mean:
             continue
-        ref_folder = results_folder(runner.out_dir, ds.name, reference)
+        ref_folder = results_folder(runner.out_dir, ds.name, reference, runner.decoding)
         record_path = ref_folder / "record.json"
         if not record_path.is_file():
-            note(task, reference, f"reference {reference!r} has no record for {ds.name} under {runner.out_dir}; "
+            note(task, reference, f"reference {reference!r} has no record for {ds.name} (decoding {runner.decoding}) "
+                                  f"under {runner.out_dir}; "
                                   f"run `python -m harness run submissions/{runner.sub.name}` again (it runs its "
                                   f"references first) or `python -m harness run submissions/{reference}`")
             continue
@@ -195,6 +213,10 @@ def _significance(
         if ref_record["dataset"]["fingerprint"] != ds.fingerprint or ref_record["protocol"]["version"] != PROTOCOL_VERSION:
             note(task, reference,
                  f"reference {reference!r} was measured on another dataset fingerprint or protocol version")
+            continue
+        if record_decoding(ref_record) != runner.decoding:  # never one test across two decodings
+            note(task, reference, f"reference {reference!r} was decoded with {record_decoding(ref_record)!r}, this "
+                                  f"run with {runner.decoding!r}; not compared")
             continue
         ref_ok = sorted(u["seed"] for u in ref_record["units"] if u["status"] == "ok")
         failed = [u for u in ref_record["units"] if u["status"] != "ok"]
@@ -262,13 +284,16 @@ def _reference_rankings(runner, ds, reference: str, seed: int, task: str) -> np.
     """The reference's stored test rankings for one seed, if it finished that unit on this very dataset."""
     import json
 
+    from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
     from harness.protocol.runner import PROTOCOL_VERSION, results_folder
 
-    unit_dir = results_folder(runner.out_dir, ds.name, reference) / "units" / f"seed{seed}"
+    unit_dir = results_folder(runner.out_dir, ds.name, reference, runner.decoding) / "units" / f"seed{seed}"
     try:
         meta = json.loads((unit_dir / "unit.json").read_text())
         key = meta["key"]
         if meta["status"] != "ok" or key["fingerprint"] != ds.fingerprint or key["protocol_version"] != PROTOCOL_VERSION:
+            return None
+        if key.get("decoding", DEFAULT_DECODING) != runner.decoding:
             return None
         with np.load(unit_dir / "rankings.npz") as npz:
             return npz[task] if task in npz.files else None

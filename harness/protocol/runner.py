@@ -33,6 +33,7 @@ from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 from harness.io import atomic_path, write_json_atomic
 from harness.protocol.checks import check_rankings
+from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, check_decoding, folder_name
 from harness.protocol.submission import Submission
 from harness.protocol.views import Task
 
@@ -42,10 +43,11 @@ ALPHA = 0.05
 REQUEST_BATCH = 1024  # requests handed to retrieve() at a time; adapters batch further inside
 
 
-def protocol_params(headline_k: int, head_fraction: float) -> dict[str, Any]:
+def protocol_params(headline_k: int, head_fraction: float, decoding: str = DEFAULT_DECODING) -> dict[str, Any]:
     """Everything that defines how numbers are computed; part of every record."""
     return {
         "depth": headline_k,  # adapters rank this many items (the paper: 10 on simulations, 30 on real data)
+        "decoding": decoding,  # how a generative model's list is read out (harness.protocol.decodings)
         "ks": [k for k in STANDARD_KS if k <= headline_k],
         "headline_k": headline_k,
         "head_fraction": head_fraction,
@@ -84,8 +86,8 @@ class DatasetOutcome:
         return [u for u in self.units if u.status != "ok"]
 
 
-def results_folder(out_dir: Path, dataset: str, submission: str) -> Path:
-    return out_dir / DatasetSpec.parse(dataset).slug / submission
+def results_folder(out_dir: Path, dataset: str, submission: str, decoding: str = DEFAULT_DECODING) -> Path:
+    return out_dir / DatasetSpec.parse(dataset).slug / folder_name(submission, decoding)
 
 
 class Runner:
@@ -97,8 +99,10 @@ class Runner:
         cache_dir: Path | None = None,
         progress: bool = True,
         log: Callable[[str], None] | None = None,
+        decoding: str = DEFAULT_DECODING,
     ) -> None:
         self.sub = submission
+        self.decoding = check_decoding(decoding)
         self.out_dir = Path(out_dir)
         self.cache_dir = cache_dir
         self.progress = progress
@@ -139,14 +143,14 @@ class Runner:
         return outcomes
 
     def _run_dataset(self, ds, seeds: list[int], adapter_cls) -> DatasetOutcome:
-        folder = results_folder(self.out_dir, ds.name, self.sub.name)
+        folder = results_folder(self.out_dir, ds.name, self.sub.name, self.decoding)
         started = _dt.datetime.now(_dt.timezone.utc)
         t0 = time.perf_counter()
         units = []
         for seed in seeds:
             unit = self._load_unit(folder, ds, seed)
             if unit is not None:
-                self.log(f"[{self.sub.name} | {ds.name} | seed {seed}] finished earlier, reusing it")
+                self.log(f"{self._tag(ds, seed)} finished earlier, reusing it")
             else:
                 unit = self._run_unit(ds, seed, adapter_cls, folder)
             units.append(unit)
@@ -165,18 +169,23 @@ class Runner:
         return DatasetOutcome(ds.name, folder, units)
 
     # ---- one unit -----------------------------------------------------------------------------------
+    def _tag(self, ds, seed: int) -> str:
+        decoding = f" | {self.decoding}" if self.decoding != DEFAULT_DECODING else ""
+        return f"[{self.sub.name} | {ds.name} | seed {seed}{decoding}]"
+
     def _unit_dir(self, folder: Path, seed: int) -> Path:
         return folder / "units" / f"seed{seed}"
 
     def workdir(self, ds, seed: int) -> Path:
-        """The adapter's private folder: checkpoints survive interruption; a changed config starts afresh."""
+        """The adapter's private folder: checkpoints survive interruption; a changed config starts afresh. Not keyed
+        by the decoding: a second decoding of the same submission reuses the finished training."""
         from harness.settings import cache_dir
 
         key = self.sub.config_hash.split(":")[-1][:12]
         return cache_dir(self.cache_dir) / "work" / f"{self.sub.name}-{key}" / DatasetSpec.parse(ds.name).slug / f"seed{seed}"
 
     def _unit_key(self, ds, seed: int) -> dict[str, Any]:
-        return {
+        key = {
             "submission": self.sub.name,
             "config_hash": self.sub.config_hash,
             "dataset": ds.name,
@@ -184,6 +193,9 @@ class Runner:
             "protocol_version": PROTOCOL_VERSION,
             "seed": seed,
         }
+        if self.decoding != DEFAULT_DECODING:  # the default's key stays as before decodings existed: units stay reusable
+            key["decoding"] = self.decoding
+        return key
 
     def _load_unit(self, folder: Path, ds, seed: int) -> UnitOutcome | None:
         unit_dir = self._unit_dir(folder, seed)
@@ -204,7 +216,7 @@ class Runner:
         return UnitOutcome(seed, "ok", None, meta["timings"], meta["adapter_info"], rankings)
 
     def _run_unit(self, ds, seed: int, adapter_cls, folder: Path) -> UnitOutcome:
-        tag = f"[{self.sub.name} | {ds.name} | seed {seed}]"
+        tag = self._tag(ds, seed)
         timings: dict[str, Any] = {}
         adapter_info: dict[str, Any] = {}
         rankings: dict[str, np.ndarray] = {}
@@ -219,6 +231,7 @@ class Runner:
                 tasks=frozenset(self.sub.tasks),
                 submission_dir=self.sub.folder,
             )
+            adapter.decoding = self.decoding  # read by generative adapters at retrieve() (Adapter.decoding)
             self.log(f"{tag} training")
             t = time.perf_counter()
             adapter.fit(ds.train_view())

@@ -19,7 +19,7 @@ import jsonschema
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_FILE = "result-record.v1.json"
 _MAJOR, _MINOR = (int(part) for part in SCHEMA_VERSION.split("."))
 
@@ -133,8 +133,8 @@ def _consistency_problems(record: dict) -> Iterator[tuple[str, str]]:
         if unit["seed"] in unit_seeds:
             yield f"$.units[{i}].seed", f"seed {unit['seed']} has more than one unit"
         unit_seeds.add(unit["seed"])
-    for block in ("metrics", "significance"):
-        for task in record[block]:
+    for block in ("metrics", "significance", "lists"):
+        for task in record.get(block) or {}:
             if task not in tasks:
                 yield f"$.{block}.{task}", f"task {task!r} is not one the submission serves {sorted(tasks)}"
     for task, values in record["metrics"].items():
@@ -142,6 +142,12 @@ def _consistency_problems(record: dict) -> Iterator[tuple[str, str]]:
             for seed in value["per_seed"]:
                 if int(seed) not in seeds:
                     yield f"$.metrics.{task}['{name}'].per_seed", f"seed {seed} is not in $.seeds {sorted(seeds)}"
+    for task, stats in (record.get("lists") or {}).items():
+        for seed, value in stats["per_seed"].items():
+            if int(seed) not in seeds:
+                yield f"$.lists.{task}.per_seed", f"seed {seed} is not in $.seeds {sorted(seeds)}"
+            if value is not None and not 0 <= value <= stats["depth"]:
+                yield f"$.lists.{task}.per_seed['{seed}']", f"{value} distinct items is outside [0, depth {stats['depth']}]"
     for task, rows in record["significance"].items():
         for i, row in enumerate(rows):
             path = f"$.significance.{task}[{i}]"
