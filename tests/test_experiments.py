@@ -124,6 +124,31 @@ def test_sim2_sweep_runs_reference_then_joint_per_level_and_sample_and_resumes(s
     assert json.loads(before)["rows"] == json.loads((out / "experiment.json").read_bytes())["rows"]
 
 
+def test_sim3_sweep_under_distinct_decoding_with_a_larger_test_set(tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "exp"
+    make(subs, "gen_s", popularity="search")
+    make(subs, "joint", popularity="rec", references={"search": "gen_s"})  # ranks differently: a test with variance
+    assert experiment(subs, out, "sim3", "--levels", "1", "--samples", "1", "--seeds", "0", "1",
+                      "--decoding", "distinct", "--dataset-param", "test_queries=3", "--no-site") == 0
+    summary = json.loads((out / "experiment.json").read_text())
+    joint = next(r for r in summary["rows"] if r["model"] == "joint")
+    assert joint["record"] == "results/sim3__pairs_in_qrels-1__test_queries-3/joint@distinct/record.json"
+    record = json.loads((out / joint["record"]).read_text())
+    assert record["protocol"]["params"]["decoding"] == "distinct"
+    assert record["metrics"]["search"]["R@10"]["n"] == 30  # three test queries per topic
+    assert joint["distinct"] == record["lists"]["search"]["mean_distinct_items"] == 10.0
+    # MDE: (z_0.975 + z_0.8) standard errors, the standard error read back from the test's 95% interval
+    from scipy import stats
+
+    test = next(t for t in record["significance"]["search"] if t["metric"] == "R@10")
+    se = (test["ci_high"] - test["ci_low"]) / 2 / stats.t.ppf(0.975, test["n"] - 1)
+    assert joint["mde"] == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * se)
+    notes = " ".join(summary["notes"])
+    assert "Decoding: distinct" in notes and "Power: MDE is the smallest difference" in notes
+    assert experiment(subs, out, "sim3", "--levels", "1", "--dataset-param", "pairs_in_qrels=0.5") == 2
+    assert experiment(subs, out, "sim3", "--levels", "1", "--dataset-param", "test_queries") == 2
+
+
 def test_sim1_sweep_puts_the_compiled_kl_on_the_x_axis_and_runs_both_references(subs, tmp_path):
     out = tmp_path / "exp"
     assert experiment(subs, out, "sim1", "--levels", "0", "1", "--samples", "1", "--no-site") == 0

@@ -74,7 +74,8 @@ def test_tables_follow_the_contract(source):
         "raw_qrels": [("query_key", "VARCHAR"), ("item_key", "VARCHAR")],
     }
     assert result.files == []
-    assert set(result.params) == {p.name for p in source.params}
+    # Every parameter is resolved, except one added later, which is left out at its default (fingerprints stay)
+    assert set(result.params) == {p.name for p in source.params if not p.omitted_at_default}
 
 
 @pytest.mark.parametrize("source", SOURCES_UNDER_TEST, ids=lambda s: s.name)
@@ -380,6 +381,42 @@ def test_sim3_sample_thins_training_pairs_only():
     assert train_pairs == result.notes["search_train_pairs_kept"] == round(0.65 * 320)
     trained_items = set().union(*(part_rels.get(q, set()) for q in full_rels if split[q] == "train"))
     assert len(trained_items) == 80  # every item keeps a training query
+
+
+def test_sim3_more_test_queries_add_test_queries_and_change_nothing_else(tmp_path):
+    from harness.data.compile import build_dataset
+    from harness.data.store import CompiledDataset
+
+    assert "test_queries" not in SIM3.resolve({})  # the paper's SIM3 keeps its parameters and fingerprint
+    base, _ = load(SIM3, pairs_in_qrels=0.5)
+    more, result = load(SIM3, pairs_in_qrels=0.5, test_queries=6)
+    assert result.params["test_queries"] == 6
+    for table in ("raw_items", "raw_interactions"):
+        assert more[table] == base[table]
+    base_queries = set(base["raw_queries"])
+    assert base_queries <= set(more["raw_queries"]) and set(base["raw_qrels"]) <= set(more["raw_qrels"])
+    extra = [row for row in more["raw_queries"] if row not in base_queries]
+    assert len(extra) == 10 * 5 and {split for _, _, split in extra} == {"test"}
+    assert all(key.startswith("t") for key, _, _ in extra)
+    topic = clusters(more)
+    texts_by_topic = defaultdict(set)
+    rels = qrels(more)
+    for q, text, _ in more["raw_queries"]:
+        (t,) = {topic[i] for i in rels[q]}
+        texts_by_topic[t].add(text)
+    assert all(len(texts) == 5 + 5 for texts in texts_by_topic.values())  # distinct within each topic
+
+    # Compiled: the training view (what every model learns from) is the same; the test set is six times larger.
+    paths = [build_dataset(name, cache_dir=tmp_path) for name in ("sim3:pairs_in_qrels=0.5",
+                                                                  "sim3:pairs_in_qrels=0.5,test_queries=6")]
+    with CompiledDataset.open(paths[0]) as a, CompiledDataset.open(paths[1]) as b:
+        assert a.fingerprint != b.fingerprint
+        va, vb = a.train_view(), b.train_view()
+        for part in ("query_id", "text"):
+            assert list(getattr(va.search_train, part)) == list(getattr(vb.search_train, part))
+        np.testing.assert_array_equal(va.search_train.pairs()[1], vb.search_train.pairs()[1])
+        np.testing.assert_array_equal(va.rec_train.target, vb.rec_train.target)
+        assert len(a.search_requests("test")) == 10 and len(b.search_requests("test")) == 60
 
 
 def test_sim1_sample_keeps_a_share_of_users_and_leaves_search_alone():

@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from harness.protocol.decodings import DECODINGS, DEFAULT as DEFAULT_DECODING
+
 DEFAULT_ROOT = Path("experiments")
 
 
@@ -29,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--cache-dir", type=Path, help="compiled datasets and work folders (default: $HARNESS_CACHE_DIR)")
     run.add_argument("--progress", action="store_true", help="progress bars while retrieving")
     run.add_argument("--no-site", action="store_true", help="do not build the experiment's leaderboard site")
+    run.add_argument("--dataset-param", action="append", default=[], metavar="KEY=VALUE",
+                     help="add a parameter to every dataset the experiment builds, e.g. test_queries=10 for SIM3's "
+                     "larger test set (repeatable; docs/experiments.md)")
+    run.add_argument("--decoding", choices=list(DECODINGS), default=DEFAULT_DECODING,
+                     help="'diverse-beam' (the paper's, default) or 'distinct' (K distinct items); default folder "
+                     f"{DEFAULT_ROOT}/NAME-distinct for the latter, whose runs reuse the first's training")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,9 +52,17 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"experiment {args.name!r} is unknown; known: {', '.join(EXPERIMENTS)}")
     from harness.experiments.context import Context
 
-    out = args.out or DEFAULT_ROOT / args.name
+    suffix = "" if args.decoding == DEFAULT_DECODING else f"-{args.decoding}"
+    out = args.out or DEFAULT_ROOT / f"{args.name}{suffix}"
+    dataset_params = {}
+    for item in args.dataset_param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise HarnessError(f"--dataset-param {item!r}: give KEY=VALUE, e.g. test_queries=10")
+        dataset_params[key.strip()] = value.strip()
     ctx = Context(out=out, submissions_dir=args.submissions, joint=args.joint, seeds=args.seeds,
-                  cache_dir=args.cache_dir, progress=args.progress)
+                  cache_dir=args.cache_dir, progress=args.progress, decoding=args.decoding,
+                  dataset_params=dataset_params)
     argv = sys.argv[1:]
     command = "python -m harness " + " ".join(shlex.quote(a) for a in argv) if argv[:2] == ["experiment", "run"] \
         else f"python -m harness experiment run {args.name}"

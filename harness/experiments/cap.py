@@ -15,7 +15,7 @@ from typing import Sequence
 
 from harness.diagnostics.figures import Series, plot_cap
 from harness.errors import HarnessError
-from harness.experiments.context import Context, metric_values, significance, variant
+from harness.experiments.context import Context, decoding_note, distinct_items, metric_values, significance, variant
 from harness.experiments.summary import Summary
 
 DEFAULT_CAPS = (5, 10, 50, 500)
@@ -52,7 +52,7 @@ def run_cap(ctx: Context, *, dataset: str = DEFAULT_DATASET, caps: Sequence[int]
         "of that task's popularity signal (H1), against the uncapped joint model and the task-specific reference.",
         command,
         [("task", "Target task"), ("model", "Model"), ("cap", "Cap per item (added task)"), (metric, metric),
-         ("seeds", "Seeds"), ("delta", "Δ vs reference"), ("p", "p (Holm)")],
+         ("seeds", "Seeds"), ("delta", "Δ vs reference"), ("p", "p (Holm)"), ("distinct", "Distinct")],
         metric_key=metric,
     )
     for task in tasks:
@@ -60,7 +60,8 @@ def run_cap(ctx: Context, *, dataset: str = DEFAULT_DATASET, caps: Sequence[int]
         ref_mean, ref_seeds = metric_values(records[ref.name], task, metric)
         joint_mean, joint_seeds = metric_values(records[joint.name], task, metric)
         summary.rows.append({"task": TASK_TITLE[task], "model": ref.display_name, "cap": f"no {OTHER[task]} data",
-                             metric: ref_mean, "seeds": len(ref_seeds), "record": ctx.record_path(ref, name)})
+                             metric: ref_mean, "seeds": len(ref_seeds), "distinct": distinct_items(records[ref.name], task),
+                             "record": ctx.record_path(ref, name)})
         summary.rows.append(_row(ctx, joint, records[joint.name], task, metric, "none", ref_mean, name))
         xs, ys = [], []
         for cap in caps:
@@ -80,6 +81,7 @@ def run_cap(ctx: Context, *, dataset: str = DEFAULT_DATASET, caps: Sequence[int]
             "alt": f"{metric} on {TASK_TITLE[task]} against the cap on {OTHER[task]} training instances per item, "
                    f"with the uncapped {joint.display_name} and {ref.display_name} as dashed lines",
         })
+    summary.notes.append(decoding_note(ctx))
     summary.notes.append("Which instances a cap keeps is drawn from the unit seed (docs/generative.md, cap_per_item); "
                          "items with fewer instances than the cap keep them all, so a cap above the largest item count "
                          "equals the uncapped model's data.")
@@ -91,4 +93,5 @@ def _row(ctx, sub, record, task, metric, cap, ref_mean, dataset) -> dict:
     test = significance(record, task, metric) or {}
     return {"task": TASK_TITLE[task], "model": sub.display_name, "cap": cap, metric: mean, "seeds": len(seeds),
             "delta": None if mean is None or ref_mean is None else mean - ref_mean, "p": test.get("p_holm"),
-            "significant": test.get("significant"), "record": ctx.record_path(sub, dataset)}
+            "significant": test.get("significant"), "distinct": distinct_items(record, task),
+            "record": ctx.record_path(sub, dataset)}

@@ -26,6 +26,8 @@ class Context:
     seeds: list[int] | None = None  # None: each submission's own seeds
     cache_dir: Path | None = None
     progress: bool = False
+    decoding: str = "diverse-beam"  # the protocol's decoding for every run (harness.protocol.decodings)
+    dataset_params: dict[str, str] = field(default_factory=dict)  # added to every dataset spec (e.g. test_queries)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
     @property
@@ -60,7 +62,11 @@ class Context:
         from harness.data.compile import build_dataset
         from harness.data.store import CompiledDataset
 
-        name = str(DatasetSpec.parse(spec))
+        parsed = DatasetSpec.parse(spec)
+        clash = sorted(set(parsed.param_dict()) & set(self.dataset_params))
+        if clash:
+            raise HarnessError(f"--dataset-param {', '.join(clash)}: the experiment sets it itself in {spec}")
+        name = str(DatasetSpec(parsed.name, tuple(sorted({**parsed.param_dict(), **self.dataset_params}.items()))))
         try:
             CompiledDataset.open(name, cache_dir=self.cache_dir).close()
         except HarnessError:
@@ -75,7 +81,7 @@ class Context:
         from harness.protocol.runner import Runner, results_folder
 
         runner = Runner(submission, out_dir=self.results, cache_dir=self.cache_dir, progress=self.progress,
-                        log=self.log)
+                        log=self.log, decoding=self.decoding)
         (outcome,) = runner.run(datasets=[dataset], seeds=self.seeds)
         if outcome.failed:
             unit = outcome.failed[0]
@@ -84,13 +90,16 @@ class Context:
                 f"{unit.error['message']} (traceback in {outcome.folder / 'record.json'}; run the experiment "
                 "again to retry: finished units are reused)"
             )
-        return read_record(results_folder(self.results, dataset, submission.name) / "record.json")
+        return read_record(self.record_folder(submission, dataset) / "record.json")
+
+    def record_folder(self, submission: Submission, dataset: str) -> Path:
+        from harness.protocol.runner import results_folder
+
+        return results_folder(self.results, dataset, submission.name, self.decoding)
 
     def record_path(self, submission: Submission, dataset: str) -> str:
         """The record's path relative to the experiment folder, as experiment.json names it."""
-        from harness.protocol.runner import results_folder
-
-        return (results_folder(self.results, dataset, submission.name) / "record.json").relative_to(self.out).as_posix()
+        return (self.record_folder(submission, dataset) / "record.json").relative_to(self.out).as_posix()
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -129,6 +138,18 @@ def metric_values(record: dict[str, Any], task: str, metric: str) -> tuple[float
     per_seed = entry.get("per_seed", {})
     values = [per_seed[s] for s in sorted(per_seed, key=int) if per_seed[s] is not None]
     return entry.get("mean"), values
+
+
+def distinct_items(record: dict[str, Any], task: str) -> float | None:
+    """Mean distinct items per returned list (the record's `lists`, schema 1.1), None for older records."""
+    return ((record.get("lists") or {}).get(task) or {}).get("mean_distinct_items")
+
+
+def decoding_note(ctx: Context) -> str:
+    from harness.protocol.decodings import DECODINGS
+
+    return (f"Decoding: {ctx.decoding} ({DECODINGS[ctx.decoding]}). Every model of this experiment is decoded this "
+            "way and tests compare only within it; 'Distinct' is the mean number of distinct items per list.")
 
 
 def significance(record: dict[str, Any], task: str, metric: str) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
                    command: str = "") -> Summary:
     from harness.data.spec import DatasetSpec
     from harness.data.store import CompiledDataset
-    from harness.protocol.runner import EMBEDDINGS_FILE, results_folder
+    from harness.protocol.runner import EMBEDDINGS_FILE
 
     joint = ctx.joint_submission()
     name = ctx.dataset(dataset)
@@ -37,7 +37,7 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
         record = ctx.run(sub, name)
         by_seed = {}
         for seed in sorted(int(u["seed"]) for u in record["units"] if u["status"] == "ok"):
-            path = results_folder(ctx.results, name, sub.name) / "units" / f"seed{seed}" / EMBEDDINGS_FILE
+            path = ctx.record_folder(sub, name) / "units" / f"seed{seed}" / EMBEDDINGS_FILE
             if not path.is_file():
                 raise HarnessError(
                     f"{path}: missing: {sub.name}'s unit finished without storing item embeddings (an adapter without "

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from harness.diagnostics.figures import SIM1_X, SIM2_X, SIM3_X, Series, plot_sweep
 from harness.errors import HarnessError
-from harness.experiments.context import Context, format_level, metric_values, significance
+from harness.experiments.context import (Context, decoding_note, distinct_items, format_level, metric_values,
+                                         significance)
 from harness.experiments.summary import Summary
 
 TASK_TITLE = {"rec": "recommendation", "search": "search"}
@@ -122,7 +123,8 @@ def _summarize(design, ctx, joint, references, points, samples, command) -> Summ
     if design.x_is_kl:
         columns.append(("kl", "KL(S‖R)"))
     columns += [("task", "Task"), ("model", "Model"), (metric, metric), ("seeds", "Seeds"),
-                ("delta", "Δ vs reference"), ("p", "p (Holm)"), ("diagnostic", diag_label)]
+                ("delta", "Δ vs reference"), ("p", "p (Holm)"), ("mde", "MDE"), ("distinct", "Distinct"),
+                ("diagnostic", diag_label)]
     paper = PAPER_TABLE4.get(design.name)
     if paper:
         columns.append(("paper", f"Paper {metric}"))
@@ -143,11 +145,14 @@ def _summarize(design, ctx, joint, references, points, samples, command) -> Summ
             if test and test.get("reference") != reference.name:
                 test = {}
             summary.rows.append({**base, "model": reference.display_name, metric: ref_mean, "seeds": len(ref_seeds),
+                                 "distinct": distinct_items(ref_record, task),
                                  "paper": paper.get((point["sample"], None)) if paper else None,
                                  "record": ctx.record_path(reference, point["dataset"])})
             summary.rows.append({**base, "model": joint.display_name, metric: joint_mean, "seeds": len(joint_seeds),
                                  "delta": None if joint_mean is None or ref_mean is None else joint_mean - ref_mean,
                                  "p": test.get("p_holm"), "significant": test.get("significant"),
+                                 "mde": minimum_detectable_difference(test),
+                                 "distinct": distinct_items(joint_record, task),
                                  "diagnostic": _diagnostic(joint_record, task, design.x_is_kl),
                                  "paper": paper.get((point["sample"], point["level"])) if paper else None,
                                  "record": ctx.record_path(joint, point["dataset"])})
@@ -170,7 +175,36 @@ def _summarize(design, ctx, joint, references, points, samples, command) -> Summ
                    f"against {design.x_label}, one line per model and sample",
         })
     summary.notes += _notes(design, joint, references, points, metric)
+    summary.notes.append(decoding_note(ctx))
+    summary.notes.append(_power_note(summary.rows, metric))
     return summary
+
+
+def minimum_detectable_difference(test: dict, power: float = 0.8) -> float | None:
+    """The smallest true difference the test would find with probability `power` at its α (two-sided, before Holm):
+    (z_{1-α/2} + z_power) standard errors, the standard error read back from the test's confidence interval
+    (ci_high - ci_low = 2 t_{1-α/2} se). It measures the instrument, not the effect: a difference below it that
+    is not significant says little."""
+    from scipy import stats
+
+    low, high, alpha, n = test.get("ci_low"), test.get("ci_high"), test.get("alpha"), test.get("n")
+    if low is None or high is None or not alpha or not n or n < 2 or high <= low:  # no variance: nothing to read
+        return None
+    se = (high - low) / 2 / stats.t.ppf(1 - alpha / 2, n - 1)
+    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
+
+
+def _power_note(rows: list[dict], metric: str) -> str:
+    by_sample: dict[str, list[float]] = {}
+    for row in rows:
+        if row.get("mde") is not None:
+            by_sample.setdefault(f"{row['task']}, {row['sample']} sample", []).append(row["mde"])
+    if not by_sample:
+        return "Power: no test to read it from."
+    parts = [f"{where}: {min(v):.3f} to {max(v):.3f}" for where, v in by_sample.items()]
+    return (f"Power: MDE is the smallest difference in {metric} each paired test detects with 80% power at α = 0.05 "
+            f"(two-sided, before Holm; from the test's own standard error over its test queries). {'; '.join(parts)}. "
+            "A non-significant difference smaller than the MDE is not evidence of no effect.")
 
 
 def _diagnostic(record: dict, task: str, h1: bool) -> float | None:

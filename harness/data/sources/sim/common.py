@@ -34,6 +34,9 @@ class Param:
     high: float
     low_open: bool = False
     help: str = ""
+    # A parameter added after datasets were compiled and published: at its default it is left out of the resolved
+    # parameters, so every dataset that existed before it keeps its parameters, canonical name and fingerprint.
+    omitted_at_default: bool = False
 
     def allowed(self) -> str:
         if self.kind is int:
@@ -66,7 +69,9 @@ def parse_params(source: str, raw: Mapping[str, str], specs: Sequence[Param]) ->
             f"{source}: unknown parameter {', '.join(repr(u) for u in unknown)}; "
             f"known parameters: {', '.join(sorted(by_name))}"
         )
-    return {p.name: p.parse(source, raw[p.name]) if p.name in raw else p.default for p in specs}
+    values = {p.name: p.parse(source, raw[p.name]) if p.name in raw else p.default for p in specs}
+    return {name: value for name, value in values.items()
+            if not (by_name[name].omitted_at_default and value == by_name[name].default)}
 
 
 def rounded_count(fraction: float, total: int) -> int:
@@ -78,7 +83,7 @@ def rounded_count(fraction: float, total: int) -> int:
 # Random numbers
 
 # Stream ids: each part of a simulation draws from its own stream of the data seed.
-STREAM_REC, STREAM_SEARCH, STREAM_SHUFFLE, STREAM_SAMPLE, STREAM_LAYOUT = 1, 2, 3, 4, 5
+STREAM_REC, STREAM_SEARCH, STREAM_SHUFFLE, STREAM_SAMPLE, STREAM_LAYOUT, STREAM_EXTRA_TEST = 1, 2, 3, 4, 5, 6
 
 
 class Stream:

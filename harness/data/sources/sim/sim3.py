@@ -2,6 +2,9 @@
 
 Ten topics of eight items. Each topic has five queries written from its vocabulary (vocabulary.py); one
 is the test query and four are training queries, and all five have the topic's eight items as relevant.
+`test_queries = N` (default 1, the paper's) gives each topic N - 1 more test queries written the same way from
+a stream of their own, so the training data, and every model trained on it, is the same at every N: only the
+test set grows (ten test queries cannot show a difference of 0.1; docs/experiments.md, "Power").
 Recommendation histories are built so that a share `pairs_in_qrels` of the item pairs co-occurring in
 them are pairs relevant to one same query (pair_percentage in common.py); the search data never changes
 with `pairs_in_qrels`.
@@ -14,7 +17,8 @@ from math import comb
 from typing import Any, Mapping
 
 from harness.data.sources.sim.common import (
-    SAMPLE, SEED, STREAM_LAYOUT, STREAM_REC, STREAM_SAMPLE, STREAM_SEARCH, Generated, Param, RawTables,
+    SAMPLE, SEED, STREAM_EXTRA_TEST, STREAM_LAYOUT, STREAM_REC, STREAM_SAMPLE, STREAM_SEARCH, Generated, Param,
+    RawTables,
     SimulationSource, Stream, interactions_from_histories, key, pair_percentage, qrels_columns,
     rounded_count,
 )
@@ -29,6 +33,8 @@ MIN_LENGTH, MAX_LENGTH = 6, 8  # interactions per user, uniform; distinct items,
 
 PAIRS_IN_QRELS = Param("pairs_in_qrels", float, 1.0, 0.0, 1.0,
                        help="share of co-occurring item pairs in user histories that share a relevant query")
+TEST_QUERIES = Param("test_queries", int, 1, 1, 50, omitted_at_default=True,
+                     help="test queries per topic (1: the paper's); the extra ones change nothing else")
 
 
 def topic_layout(seed: int) -> list[int]:
@@ -43,23 +49,27 @@ def topic_layout(seed: int) -> list[int]:
 # --- search -----------------------------------------------------------------------------------------
 
 
-def query_texts(stream: Stream) -> list[list[str]]:
-    """QUERIES_PER_TOPIC distinct texts per topic: a template filled with distinct topic words."""
+def query_texts(stream: Stream, per_topic: int = QUERIES_PER_TOPIC,
+                taken: list[list[str]] | None = None) -> list[list[str]]:
+    """`per_topic` distinct texts per topic (none of them in `taken[topic]`): a template filled with distinct
+    topic words."""
     texts = []
-    for _, words in TOPICS:
+    for t, (_, words) in enumerate(TOPICS):
         topic_texts: list[str] = []
-        while len(topic_texts) < QUERIES_PER_TOPIC:
+        while len(topic_texts) < per_topic:
             chosen = [words[i] for i in stream.permutation(len(words))[:WORDS_PER_QUERY]]
             text = TEMPLATES[stream.integer(0, len(TEMPLATES))].format(*chosen)
-            if text not in topic_texts:
+            if text not in topic_texts and (taken is None or text not in taken[t]):
                 topic_texts.append(text)
         texts.append(topic_texts)
     return texts
 
 
-def search_data(topic: list[int], item_keys: list[str], seed: int):
+def search_data(topic: list[int], item_keys: list[str], seed: int, test_queries: int = 1):
     """(queries: key -> (text, split), qrels: key -> relevant items, item texts). Query 0 of a topic is
-    its test query, the other four train; query keys are dealt at random over all topics."""
+    its test query, the other four train; query keys are dealt at random over all topics. The extra test
+    queries (test_queries > 1) come last, from their own stream, with keys `t...` that sort after every `q...`
+    key, so the queries above keep their texts, keys and compiled ids."""
     stream = Stream(seed, STREAM_SEARCH)
     texts = query_texts(stream)
     names = stream.permutation(N_TOPICS * QUERIES_PER_TOPIC)
@@ -74,6 +84,17 @@ def search_data(topic: list[int], item_keys: list[str], seed: int):
     for i in range(N_ITEMS):
         words = TOPICS[topic[i]][1]
         item_texts.append(" ".join(words[w] for w in stream.permutation(len(words))[:WORDS_PER_ITEM]))
+    if test_queries > 1:
+        extra = Stream(seed, STREAM_EXTRA_TEST)
+        more = query_texts(extra, test_queries - 1, taken=texts)
+        total = N_TOPICS * (test_queries - 1)
+        names = extra.permutation(total)
+        for t in range(N_TOPICS):
+            relevant = [item_keys[i] for i in range(N_ITEMS) if topic[i] == t]
+            for j, text in enumerate(more[t]):
+                q = key("t", int(names[t * (test_queries - 1) + j]), total)
+                queries[q] = (text, "test")
+                qrels[q] = relevant
     return dict(sorted(queries.items())), dict(sorted(qrels.items())), item_texts
 
 
@@ -147,13 +168,13 @@ def rec_histories(topic: list[int], item_keys: list[str], share: float, seed: in
 class Sim3(SimulationSource):
     name = "sim3"
     description = "SIM3 (H2, R->S): ten topical query groups; `pairs_in_qrels` of rec co-occurrences share a query"
-    params = (SEED, PAIRS_IN_QRELS, SAMPLE)
+    params = (SEED, PAIRS_IN_QRELS, SAMPLE, TEST_QUERIES)
 
     def generate(self, params: Mapping[str, Any]) -> Generated:
         seed = params["seed"]
         item_keys = [key("i", i, N_ITEMS) for i in range(N_ITEMS)]
         topic = topic_layout(seed)
-        queries, all_qrels, item_texts = search_data(topic, item_keys, seed)
+        queries, all_qrels, item_texts = search_data(topic, item_keys, seed, params.get("test_queries", 1))
         qrels = sample_training_qrels(queries, all_qrels, params["sample"], seed)
         histories = rec_histories(topic, item_keys, params["pairs_in_qrels"], seed)
         train_pairs = sum(len(items) for q, items in qrels.items() if queries[q][1] == "train")
