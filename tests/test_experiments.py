@@ -164,6 +164,20 @@ def test_sim1_sweep_puts_the_compiled_kl_on_the_x_axis_and_runs_both_references(
     assert row["diagnostic"] == record["diagnostics"]["rec"]["h1"]["all"]["delta_pct"]  # H1's ΔPop %
 
 
+def test_sim1_summary_gives_the_slope_of_the_gain_on_kl_with_its_interval(subs, tmp_path):
+    from scipy import stats
+
+    out = tmp_path / "exp"
+    assert experiment(subs, out, "sim1", "--levels", "0", "0.5", "1", "--samples", "1", "--no-site") == 0
+    summary = json.loads((out / "experiment.json").read_text())
+    joint = [r for r in summary["rows"] if r["model"] == "joint" and r["task"] == "search"]
+    fit = stats.linregress([r["kl"] for r in joint], [r["delta"] for r in joint])
+    half = stats.t.ppf(0.975, 1) * fit.stderr
+    note = next(n for n in summary["notes"] if n.startswith("Slope of the search gain"))
+    assert f"{fit.slope:+.4f} per nat (95% CI {fit.slope - half:+.4f} to {fit.slope + half:+.4f}" in note
+    assert "3 levels" in note and "H1 predicts a negative slope" in note
+
+
 def test_cap_runs_a_capped_variant_per_cap_with_its_own_config_and_workdir(subs, tmp_path):
     out = tmp_path / "exp"
     assert experiment(subs, out, "cap", "-d", "sim1", "--caps", "2", "50", "--tasks", "rec", "--no-site") == 0
@@ -199,6 +213,11 @@ def test_projection_measures_cluster_purity_in_embedding_space(subs, tmp_path):
     assert rows["gen_r"]["purity"] == 1.0  # its embeddings are its clusters: every neighbour is a cluster-mate
     assert rows["gen_r"]["chance"] == pytest.approx(5 / 29)  # SIM2: 5 clusters of 6 items
     assert rows["joint"]["purity"] < 0.6  # random vectors
+    # Figure 3's claim tested: per-item purity (seed-averaged), joint against Gen_R, paired over the 30 items
+    assert rows["joint"]["delta"] == pytest.approx(rows["joint"]["purity"] - 1.0)
+    assert rows["joint"]["p"] < 0.05 and rows["joint"]["significant"] is True
+    assert "delta" not in rows["gen_r"]
+    assert any(n.startswith("joint against gen_r: cluster purity") for n in summary["notes"])
     assert len(summary["figures"]) == 2
     assert "coloured by cluster" in (out / summary["figures"][0]["file"]).read_text()
 

@@ -59,9 +59,11 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
         command,
         [("model", "Model"), ("items", "Items"), ("dim", "Dimensions"), ("purity", f"Cluster purity @{NEIGHBOURS}"),
          ("chance", "Purity by chance"), ("rho_rec", "Popularity locality ρ (rec)"),
-         ("rho_search", "Popularity locality ρ (search)"), ("seeds", "Seeds")],
+         ("rho_search", "Popularity locality ρ (search)"), ("seeds", "Seeds"),
+         ("delta", f"Δ purity vs {models[0].display_name}"), ("p", "p (paired over items)")],
     )
     per_seed_purity = []
+    item_purities: dict[str, np.ndarray] = {}  # per item, averaged over the model's seeds
     for model, by_seed in all_seeds.items():
         values = {key: [] for key in ("purity", "rho_rec", "rho_search")}
         for matrix in by_seed.values():
@@ -69,6 +71,8 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
             values["purity"].append(None if cluster is None else cluster_purity(neighbours, cluster))
             values["rho_rec"].append(popularity_locality(neighbours, catalogue.pop_rec))
             values["rho_search"].append(popularity_locality(neighbours, catalogue.pop_search))
+            if cluster is not None:
+                item_purities.setdefault(model, []).append(per_item_purity(neighbours, cluster))
         matrix = embeddings[model]
         summary.rows.append({
             "model": model, "items": int(matrix.shape[0]), "dim": int(matrix.shape[1]), "seeds": len(by_seed),
@@ -77,6 +81,9 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
         })
         if cluster is not None:
             per_seed_purity.append(f"{model} " + ", ".join(f"{v:.3f}" for v in values["purity"]))
+    if cluster is not None:
+        _purity_tests(summary, {m: np.mean(v, axis=0) for m, v in item_purities.items()},
+                      models[0].display_name, joint.display_name)
     seeds_text = {model: sorted(by_seed) for model, by_seed in all_seeds.items()}
     summary.notes.append("Numbers are means over each model's seeds ("
                          + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds_text.items())
@@ -100,6 +107,30 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
     if cluster is None:
         summary.notes.append(f"{name} has no item clusters: cluster purity is not defined.")
     return summary
+
+
+def _purity_tests(summary, purities: dict[str, np.ndarray], baseline: str, joint: str) -> None:
+    """The joint model's (and every other model's) cluster purity against the first reference's (Gen_R: Figure 3
+    compares the joint model with it): a paired t-test over items of each item's purity averaged over seeds, the
+    harness's convention for queries (seed-averaged per-query values), here with items as the units."""
+    from harness.metrics.significance import paired_ttest
+
+    for row in summary.rows:
+        if row["model"] == baseline or row["model"] not in purities:
+            continue
+        test = paired_ttest(purities[row["model"]], purities[baseline], metric="purity")
+        row.update(delta=test.diff, p=test.p, significant=test.significant)
+        if row["model"] == joint:
+            summary.notes.append(
+                f"{joint} against {baseline}: cluster purity {test.mean:.3f} vs {test.reference_mean:.3f} "
+                f"(Δ {test.diff:+.3f}, 95% CI {test.ci_low:+.3f} to {test.ci_high:+.3f}, paired t-test over the "
+                f"{test.n} items, p = {test.p:.3g}); Figure 3 predicts Δ > 0.")
+
+
+def per_item_purity(neighbours: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """Each item's share of its neighbours in its own cluster (NaN for an item without a cluster)."""
+    same = (cluster[neighbours] == cluster[:, None]).mean(axis=1)
+    return np.where(cluster >= 0, same, np.nan)
 
 
 def _mean(values: list) -> float | None:

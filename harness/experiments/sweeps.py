@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from harness.diagnostics.figures import SIM1_X, SIM2_X, SIM3_X, Series, plot_sweep
 from harness.errors import HarnessError
 from harness.experiments.context import (Context, decoding_note, distinct_items, format_level, metric_values,
@@ -177,6 +179,8 @@ def _summarize(design, ctx, joint, references, points, samples, command) -> Summ
     summary.notes += _notes(design, joint, references, points, metric)
     summary.notes.append(decoding_note(ctx))
     summary.notes.append(_power_note(summary.rows, metric))
+    if design.x_is_kl:
+        summary.notes += slope_notes(summary.rows, metric)
     return summary
 
 
@@ -192,6 +196,38 @@ def minimum_detectable_difference(test: dict, power: float = 0.8) -> float | Non
         return None
     se = (high - low) / 2 / stats.t.ppf(1 - alpha / 2, n - 1)
     return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
+
+
+def kl_slope(kl: Sequence[float], delta: Sequence[float], alpha: float = 0.05) -> dict[str, float] | None:
+    """Least-squares slope of the joint model's gain on KL(S‖R) over the sweep's levels, with its (1 - alpha)
+    confidence interval from the t distribution on n - 2 degrees of freedom (one point per level: the levels
+    are the independent units; seeds are already averaged into each)."""
+    from scipy import stats
+
+    x, y = np.asarray(kl, dtype=float), np.asarray(delta, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0:
+        return None
+    fit = stats.linregress(x, y)
+    half = stats.t.ppf(1 - alpha / 2, len(x) - 2) * fit.stderr
+    return {"slope": float(fit.slope), "ci_low": float(fit.slope - half), "ci_high": float(fit.slope + half),
+            "p": float(fit.pvalue), "n": len(x)}
+
+
+def slope_notes(rows: list[dict], metric: str) -> list[str]:
+    """Figure 2's claim as a number: H1 predicts the gain falls as the distributions diverge (slope < 0)."""
+    points: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in rows:
+        if row.get("delta") is not None and row.get("kl") is not None:
+            points.setdefault((row["task"], row["sample"]), []).append((row["kl"], row["delta"]))
+    notes = []
+    for (task, sample), xy in points.items():
+        fit = kl_slope([x for x, _ in xy], [y for _, y in xy])
+        if fit is None:
+            continue
+        notes.append(f"Slope of the {task} gain (Δ {metric}) on KL(S‖R), {sample} sample: {fit['slope']:+.4f} per "
+                     f"nat (95% CI {fit['ci_low']:+.4f} to {fit['ci_high']:+.4f}, p = {fit['p']:.3g}, {fit['n']} "
+                     "levels); H1 predicts a negative slope.")
+    return notes
 
 
 def _power_note(rows: list[dict], metric: str) -> str:
