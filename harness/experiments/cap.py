@@ -82,6 +82,9 @@ def run_cap(ctx: Context, *, dataset: str = DEFAULT_DATASET, caps: Sequence[int]
                    f"with the uncapped {joint.display_name} and {ref.display_name} as dashed lines",
         })
     summary.notes.append(decoding_note(ctx))
+    summary.notes.append("p is Holm-corrected within each record: the uncapped joint record tests both tasks (six "
+                         "tests), a capped variant only its target task (three), so the same difference can get a "
+                         "different p (e.g. a cap above every item's count, which trains the uncapped model again).")
     summary.notes.append("Which instances a cap keeps is drawn from the unit seed (docs/generative.md, cap_per_item); "
                          "items with fewer instances than the cap keep them all, so a cap above the largest item count "
                          "equals the uncapped model's data.")
