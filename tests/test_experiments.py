@@ -222,6 +222,43 @@ def test_projection_measures_cluster_purity_in_embedding_space(subs, tmp_path):
     assert "coloured by cluster" in (out / summary["figures"][0]["file"]).read_text()
 
 
+# A large random start (the same for every model of a seed) and a small learned change: the joint model's change is
+# its items' clusters, Gen_R's is noise. The raw embeddings are all at chance; the change tells them apart.
+CHANGE_ADAPTER = ADAPTER + """
+    def _start(self):
+        return np.random.default_rng(self.seed).normal(size=(len(self.order), 8)) * 100
+
+    def item_embeddings(self):
+        if self.params.get("learns_clusters"):
+            change = np.eye(8)[self.cluster % 8]
+        else:
+            change = np.random.default_rng(self.seed + 100).normal(size=(len(self.order), 8))
+        return self._start() + 0.01 * change
+
+    def initial_item_embeddings(self):
+        return self._start()
+"""
+
+
+def test_projection_measures_the_purity_of_what_training_changed(tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "exp"
+    for name, extra, refs in (("gen_r", "", None), ("gen_s", "", None),
+                              ("joint", "learns_clusters = true\n", {"rec": "gen_r", "search": "gen_s"})):
+        make(subs, name, popularity="rec", references=refs, extra=extra)
+        (subs / name / "adapter.py").write_text(CHANGE_ADAPTER)
+    assert experiment(subs, out, "projection", "-d", "sim2", "--method", "pca", "--seeds", "0", "1", "--no-site") == 0
+    summary = json.loads((out / "experiment.json").read_text())
+    rows = {r["model"]: r for r in summary["rows"]}
+    assert rows["joint"]["purity_change"] == 1.0 and rows["gen_r"]["purity_change"] < 0.6
+    assert rows["joint"]["delta_change"] == pytest.approx(1.0 - rows["gen_r"]["purity_change"])
+    assert rows["joint"]["p_change"] < 0.05
+    assert abs(rows["joint"]["purity"] - rows["gen_r"]["purity"]) < 0.2  # the random start dominates the raw ones
+    assert rows["joint"]["moved"] == pytest.approx(0.01 / (100 * np.sqrt(8)), rel=0.5)  # |change| / |start|
+    notes = " ".join(summary["notes"])
+    assert "cluster purity of the learned change (trained - initial embedding)" in notes
+    assert "Training moved the item embeddings by" in notes
+
+
 def test_projection_says_which_unit_to_retrain_when_embeddings_are_missing(subs, tmp_path):
     out = tmp_path / "exp"
     assert experiment(subs, out, "projection", "-d", "sim2", "--method", "pca", "--no-site") == 0

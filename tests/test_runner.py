@@ -249,6 +249,29 @@ def test_item_embeddings_are_stored_beside_the_rankings_and_bad_ones_fail_the_un
     assert f"item_embeddings() must return [n_items={n_items}, dim], got shape ({n_items - 1}, 3)" in unit["error"]["message"]
 
 
+def test_initial_item_embeddings_are_stored_beside_the_trained_ones_and_must_match_their_shape(sims, tmp_path):
+    code = SEEDED_POP + (
+        "\n    def item_embeddings(self):\n"
+        "        return np.ones((len(self.order), 3))\n"
+        "\n    def initial_item_embeddings(self):\n"
+        "        n = len(self.order) - int(self.params.get('short', 0))\n"
+        "        return np.zeros((n, 3))\n"
+    )
+    out = tmp_path / "out"
+    good = make_submission(tmp_path / "subs", "init", code)
+    assert main(["run", str(good), "--out", str(out), "--no-progress", "--no-site"]) == 0
+    unit = out / "sim1" / "init" / "units" / "seed0"
+    assert np.load(unit / "item_embeddings_initial.npy").shape == np.load(unit / "item_embeddings.npy").shape
+    assert not np.load(unit / "item_embeddings_initial.npy").any()
+    without = make_submission(tmp_path / "subs", "plain", SEEDED_POP)  # neither method: neither file
+    assert main(["run", str(without), "--out", str(out), "--no-progress", "--no-site"]) == 0
+    assert not list((out / "sim1" / "plain" / "units" / "seed0").glob("item_embeddings*"))
+    bad = make_submission(tmp_path / "subs", "init_bad", code, params="short = 1")
+    assert main(["run", str(bad), "--out", str(out), "--no-progress", "--no-site"]) == 1
+    message = record_of(out, "sim1", "init_bad")["units"][0]["error"]["message"]
+    assert "initial_item_embeddings() must return [n_items=" in message
+
+
 def test_only_rank_zero_writes_under_a_launcher(sims, tmp_path, monkeypatch):
     """Under `deepspeed --num_gpus N` every rank runs the runner; a non-zero rank must leave no file behind."""
     folder = make_submission(tmp_path / "subs", "ranked", SEEDED_POP)

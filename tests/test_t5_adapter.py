@@ -159,6 +159,22 @@ def test_item_embeddings_are_the_item_tokens_input_rows_in_catalogue_order(fitte
     assert len(np.unique(table, axis=0)) == len(table)  # distinct rows: not one row repeated
 
 
+def test_initial_item_embeddings_are_the_seeded_start_and_survive_a_resume(fitted):
+    from harness.generative.backbones import load_backbone
+    from harness.generative.t5_adapter import tokenizer_corpus
+
+    adapter, view, tmp = fitted
+    initial, trained = adapter.initial_item_embeddings(), adapter.item_embeddings()
+    fresh = load_backbone("t5-offline-tiny", n_items=len(view.catalogue), tokenizer_texts=tokenizer_corpus(view),
+                          seed=0)
+    rows = fresh.model.get_input_embeddings().weight.detach().numpy()[fresh.items.token_ids(np.arange(12))]
+    np.testing.assert_array_equal(initial, rows)
+    assert initial.shape == trained.shape and not np.array_equal(initial, trained)  # training moved them
+    again = _adapter(tmp)
+    again.fit(view)  # resumes the finished checkpoint: the start is rebuilt from the seed, the same
+    np.testing.assert_array_equal(again.initial_item_embeddings(), initial)
+
+
 def test_item_embeddings_before_fit_is_a_clear_error(tmp_path):
     with pytest.raises(HarnessError, match="item_embeddings called before fit"):
         _adapter(tmp_path).item_embeddings()

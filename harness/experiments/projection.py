@@ -25,7 +25,7 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
                    command: str = "") -> Summary:
     from harness.data.spec import DatasetSpec
     from harness.data.store import CompiledDataset
-    from harness.protocol.runner import EMBEDDINGS_FILE
+    from harness.protocol.runner import EMBEDDINGS_FILE, INITIAL_EMBEDDINGS_FILE
 
     joint = ctx.joint_submission()
     name = ctx.dataset(dataset)
@@ -33,6 +33,7 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
     models = list({sub.name: sub for sub in models}.values()) + [joint]
     embeddings: dict[str, np.ndarray] = {}  # the figure's: each model's lowest seed
     all_seeds: dict[str, dict[int, np.ndarray]] = {}  # the table's: every seed, averaged
+    changes: dict[str, dict[int, np.ndarray]] = {}  # what training changed (trained - initial), where stored
     for sub in models:
         record = ctx.run(sub, name)
         by_seed = {}
@@ -45,6 +46,9 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
                     "again to retrain it"
                 )
             by_seed[seed] = np.load(path)
+            initial = path.with_name(INITIAL_EMBEDDINGS_FILE)
+            if initial.is_file():
+                changes.setdefault(sub.display_name, {})[seed] = by_seed[seed] - np.load(initial)
         all_seeds[sub.display_name] = by_seed
         embeddings[sub.display_name] = by_seed[min(by_seed)]
 
@@ -60,10 +64,12 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
         [("model", "Model"), ("items", "Items"), ("dim", "Dimensions"), ("purity", f"Cluster purity @{NEIGHBOURS}"),
          ("chance", "Purity by chance"), ("rho_rec", "Popularity locality ρ (rec)"),
          ("rho_search", "Popularity locality ρ (search)"), ("seeds", "Seeds"),
-         ("delta", f"Δ purity vs {models[0].display_name}"), ("p", "p (paired over items)")],
+         ("delta", f"Δ purity vs {models[0].display_name}"), ("p", "p (paired over items)"),
+         ("purity_change", f"Purity @{NEIGHBOURS} of the learned change"), ("delta_change", "Δ"),
+         ("p_change", "p (items)")],
     )
     per_seed_purity = []
-    item_purities: dict[str, np.ndarray] = {}  # per item, averaged over the model's seeds
+    item_purities: dict[str, list[np.ndarray]] = {}  # per seed, per item
     for model, by_seed in all_seeds.items():
         values = {key: [] for key in ("purity", "rho_rec", "rho_search")}
         for matrix in by_seed.values():
@@ -82,7 +88,9 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
         if cluster is not None:
             per_seed_purity.append(f"{model} " + ", ".join(f"{v:.3f}" for v in values["purity"]))
     if cluster is not None:
-        _purity_tests(summary, item_purities, models[0].display_name, joint.display_name)
+        _purity_tests(summary, item_purities, models[0].display_name, joint.display_name,
+                      keys=("delta", "p"), what="cluster purity")
+        _change_purity(summary, changes, all_seeds, cluster, models[0].display_name, joint.display_name)
     seeds_text = {model: sorted(by_seed) for model, by_seed in all_seeds.items()}
     summary.notes.append("Numbers are means over each model's seeds ("
                          + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds_text.items())
@@ -108,7 +116,37 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
     return summary
 
 
-def _purity_tests(summary, per_seed: dict[str, list[np.ndarray]], baseline: str, joint: str) -> None:
+def _change_purity(summary, changes: dict[str, dict[int, np.ndarray]], trained: dict[str, dict[int, np.ndarray]],
+                   cluster: np.ndarray, baseline: str, joint: str) -> None:
+    """Cluster purity of what training changed, trained - initial embedding, for the models whose units stored their
+    initial rows. A model trained from scratch starts its ID tokens at random and moves them by a few percent of
+    their norm, so the raw embeddings' neighbours are their random start's; the change is what was learned."""
+    per_seed: dict[str, list[np.ndarray]] = {}
+    for row in summary.rows:
+        by_seed = changes.get(row["model"])
+        if not by_seed or len(by_seed) != row["seeds"]:
+            continue  # some seed lacks its initial rows: no half-measured mean
+        items = [per_item_purity(nearest_neighbours(change, NEIGHBOURS), cluster) for change in by_seed.values()]
+        per_seed[row["model"]] = items
+        row["purity_change"] = float(np.mean([np.nanmean(v) for v in items]))
+        moved = [np.mean(np.linalg.norm(change, axis=1) / np.linalg.norm(trained[row["model"]][seed] - change, axis=1))
+                 for seed, change in by_seed.items()]
+        row["moved"] = float(np.mean(moved))  # |trained - initial| / |initial|, mean over items and seeds
+    if per_seed:
+        summary.notes.append("Training moved the item embeddings by " + ", ".join(
+            f"{row['model']} {row['moved'] * 100:.1f}%" for row in summary.rows if "moved" in row)
+            + " of their initial norm (mean over items and seeds); the learned change's neighbours are those of "
+              "what training wrote, not of the random start.")
+    if baseline in per_seed and joint in per_seed:
+        _purity_tests(summary, per_seed, baseline, joint, keys=("delta_change", "p_change"),
+                      what="cluster purity of the learned change (trained - initial embedding)")
+    elif changes:
+        summary.notes.append("The learned change is measured only where every seed stored its initial embeddings "
+                             "(item_embeddings_initial.npy; units from before the harness stored them lack it).")
+
+
+def _purity_tests(summary, per_seed: dict[str, list[np.ndarray]], baseline: str, joint: str, *,
+                  keys: tuple[str, str], what: str) -> None:
     """The joint model's (and every other model's) cluster purity against the first reference's (Gen_R: Figure 3
     compares the joint model with it). The table's p: a paired t-test over items of each item's purity averaged
     over seeds, the harness's convention for queries (seed-averaged per-query values), with items as the units.
@@ -121,10 +159,10 @@ def _purity_tests(summary, per_seed: dict[str, list[np.ndarray]], baseline: str,
             continue
         items = paired_ttest(np.mean(per_seed[row["model"]], axis=0), np.mean(per_seed[baseline], axis=0),
                              metric="purity")
-        row.update(delta=items.diff, p=items.p)  # no "significant": the table's ‡ means a Holm-corrected record test
+        row.update({keys[0]: items.diff, keys[1]: items.p})  # no "significant": ‡ means a Holm-corrected record test
         if row["model"] != joint:
             continue
-        note = (f"{joint} against {baseline}: cluster purity {items.mean:.3f} vs {items.reference_mean:.3f} "
+        note = (f"{joint} against {baseline}: {what} {items.mean:.3f} vs {items.reference_mean:.3f} "
                 f"(Δ {items.diff:+.3f}, 95% CI {items.ci_low:+.3f} to {items.ci_high:+.3f}, paired t-test over the "
                 f"{items.n} items, p = {items.p:.3g}")
         mine, theirs = per_seed[row["model"]], per_seed[baseline]

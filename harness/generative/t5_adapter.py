@@ -227,6 +227,7 @@ class GenerativeT5Adapter(Adapter):
             local_path=self.hp.backbone_path,
             allow_download=self.hp.allow_download,
         )
+        self._initial_item_rows = self._item_rows(self.backbone.model)  # before training: partitioned by none yet
         data, counts = self._training_data(train)
         valid_k = self.hp.valid_k or int(train.extra.get("headline_k", DEFAULT_VALID_K))
         validate = self._validation(train, valid_k) if self.hp.valid_max_examples else None
@@ -453,13 +454,22 @@ class GenerativeT5Adapter(Adapter):
         and not included. Under ZeRO-3 the embedding is partitioned across ranks, so it is gathered for the read
         (`training.full_parameters`, collective: every rank calls this, as every rank runs the runner).
         """
+        if self.model is None:
+            raise HarnessError("GenerativeT5Adapter.item_embeddings called before fit")
+        return self._item_rows(self.model)
+
+    def initial_item_embeddings(self) -> np.ndarray:
+        """The item rows as load_backbone built them (seeded: the same on a resumed run), before any training."""
+        if self.model is None:
+            raise HarnessError("GenerativeT5Adapter.initial_item_embeddings called before fit")
+        return self._initial_item_rows
+
+    def _item_rows(self, module) -> np.ndarray:
         import torch
 
         from harness.generative.training import distributed_env, full_parameters
 
-        if self.model is None:
-            raise HarnessError("GenerativeT5Adapter.item_embeddings called before fit")
-        weight = self.model.get_input_embeddings().weight
+        weight = module.get_input_embeddings().weight
         token_ids = torch.as_tensor(self.backbone.items.token_ids(np.arange(self.n_items)))
         with distributed_env(), full_parameters(weight), torch.no_grad():
             rows = weight.index_select(0, token_ids.to(weight.device))

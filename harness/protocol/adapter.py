@@ -72,3 +72,10 @@ class Adapter(abc.ABC):
         paper's projections (Figures 1 and 3, `python -m harness experiment projection`). None: the adapter
         has no such vectors."""
         return None
+
+    def initial_item_embeddings(self) -> np.ndarray | None:
+        """Optional, called once after `item_embeddings` when that gave vectors: the same rows before training
+        (e.g. the random initialisation of new ID tokens), same shape. Stored as `item_embeddings_initial.npy`, so
+        the projection can look at what training changed: a model trained from scratch moves its ID embeddings by
+        a few percent of their norm, and their random start hides any learned structure (docs/experiments.md)."""
+        return None

@@ -67,6 +67,7 @@ class UnitOutcome:
     adapter_info: dict[str, Any]
     rankings: dict[str, np.ndarray] = field(default_factory=dict)
     item_embeddings: np.ndarray | None = None  # what Adapter.item_embeddings() gave, if anything
+    initial_item_embeddings: np.ndarray | None = None  # Adapter.initial_item_embeddings(): the same rows before training
 
 
 def is_writing_rank() -> bool:
@@ -244,7 +245,14 @@ class Runner:
                 timings["retrieve_s"][task] = round(time.perf_counter() - t, 3)
             adapter_info = _jsonable(adapter.describe())
             embeddings = _checked_embeddings(adapter.item_embeddings(), n_items, self.sub.adapter)
-            outcome = UnitOutcome(seed, "ok", None, timings, adapter_info, rankings, embeddings)
+            initial = None
+            if embeddings is not None:
+                initial = _checked_embeddings(adapter.initial_item_embeddings(), n_items, self.sub.adapter,
+                                              "initial_item_embeddings()")
+                if initial is not None and initial.shape != embeddings.shape:
+                    raise HarnessError(f"{self.sub.adapter}: initial_item_embeddings() has shape {initial.shape}, "
+                                       f"item_embeddings() {embeddings.shape}: they must be the same rows")
+            outcome = UnitOutcome(seed, "ok", None, timings, adapter_info, rankings, embeddings, initial)
             self.log(f"{tag} done in {timings['fit_s'] + sum(timings['retrieve_s'].values()):.1f} s")
         except KeyboardInterrupt:
             raise
@@ -280,10 +288,12 @@ class Runner:
             with atomic_path(unit_dir / "rankings.npz", suffix=".npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez_compressed(fh, **unit.rankings)
-            if unit.item_embeddings is not None:
-                with atomic_path(unit_dir / EMBEDDINGS_FILE, suffix=".npy") as tmp:
-                    with open(tmp, "wb") as fh:
-                        np.save(fh, unit.item_embeddings)
+            for name, array in ((EMBEDDINGS_FILE, unit.item_embeddings),
+                                (INITIAL_EMBEDDINGS_FILE, unit.initial_item_embeddings)):
+                if array is not None:
+                    with atomic_path(unit_dir / name, suffix=".npy") as tmp:
+                        with open(tmp, "wb") as fh:
+                            np.save(fh, array)
         # unit.json last: its presence (with status ok) is what marks the unit finished.
         write_json_atomic(
             unit_dir / "unit.json",
@@ -299,19 +309,20 @@ class Runner:
 
 # ---- small helpers ------------------------------------------------------------------------------------
 EMBEDDINGS_FILE = "item_embeddings.npy"
+INITIAL_EMBEDDINGS_FILE = "item_embeddings_initial.npy"
 
 
-def _checked_embeddings(value, n_items: int, adapter: str) -> np.ndarray | None:
+def _checked_embeddings(value, n_items: int, adapter: str, method: str = "item_embeddings()") -> np.ndarray | None:
     """An adapter's item vectors as float32 [n_items, dim], or a clear error naming the adapter."""
     if value is None:
         return None
     array = np.asarray(value, dtype=np.float32)
     if array.ndim != 2 or array.shape[0] != n_items or array.shape[1] < 1:
         raise HarnessError(
-            f"{adapter}: item_embeddings() must return [n_items={n_items}, dim], got shape {array.shape}"
+            f"{adapter}: {method} must return [n_items={n_items}, dim], got shape {array.shape}"
         )
     if not np.isfinite(array).all():
-        raise HarnessError(f"{adapter}: item_embeddings() holds NaN or infinite values")
+        raise HarnessError(f"{adapter}: {method} holds NaN or infinite values")
     return array
 
 
