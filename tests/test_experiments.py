@@ -257,6 +257,8 @@ def test_projection_measures_the_purity_of_what_training_changed(tmp_path):
     notes = " ".join(summary["notes"])
     assert "cluster purity of the learned change (trained - initial embedding)" in notes
     assert "Training moved the item embeddings by" in notes
+    assert [f["file"] for f in summary["figures"]][2:] == ["figures/projection-sim2-change-rec-popularity.svg",
+                                                           "figures/projection-sim2-change-search-popularity.svg"]
 
 
 def test_projection_says_which_unit_to_retrain_when_embeddings_are_missing(subs, tmp_path):

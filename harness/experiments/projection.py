@@ -97,18 +97,23 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
                          + "); the figures show each model's lowest seed."
                          + (f" Cluster purity per seed: {'; '.join(per_seed_purity)}." if per_seed_purity else ""))
     used = set()
-    for task, popularity, label in (("rec", catalogue.pop_rec, "Recommendation training interactions"),
-                                    ("search", catalogue.pop_search, "Search training (query, item) pairs")):
-        path = ctx.out / "figures" / f"projection-{slug}-{task}-popularity.svg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        info = plot_embedding_projection(embeddings, popularity, path, popularity_label=label, cluster=cluster,
-                                         method=method)
-        used.add(info["method"])
-        summary.figures.append({
-            "file": path.relative_to(ctx.out).as_posix(),
-            "alt": f"{info['method']} projection of the item embeddings of {', '.join(embeddings)}, coloured by "
-                   f"{label.lower()}" + (" and by simulated cluster" if cluster is not None else ""),
-        })
+    figures = [("", "item embeddings", embeddings)]
+    if set(changes) == set(embeddings):  # every model stored its start: the learned change, each lowest seed's
+        figures.append(("-change", "learned change (trained - initial) of the item embeddings",
+                        {model: by_seed[min(by_seed)] for model, by_seed in changes.items()}))
+    for suffix, what, vectors in figures:
+        for task, popularity, label in (("rec", catalogue.pop_rec, "Recommendation training interactions"),
+                                        ("search", catalogue.pop_search, "Search training (query, item) pairs")):
+            path = ctx.out / "figures" / f"projection-{slug}{suffix}-{task}-popularity.svg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            info = plot_embedding_projection(vectors, popularity, path, popularity_label=label, cluster=cluster,
+                                             method=method)
+            used.add(info["method"])
+            summary.figures.append({
+                "file": path.relative_to(ctx.out).as_posix(),
+                "alt": f"{info['method']} projection of the {what} of {', '.join(vectors)}, coloured by "
+                       f"{label.lower()}" + (" and by simulated cluster" if cluster is not None else ""),
+            })
     summary.notes.append(f"Projection: {', '.join(sorted(used))} (t-SNE when scikit-learn is installed, else PCA); "
                          "the numbers are computed in the full embedding space, not the projection.")
     if cluster is None:
