@@ -187,6 +187,7 @@ def test_cap_runs_a_capped_variant_per_cap_with_its_own_config_and_workdir(subs,
         ("joint (search capped at 2/item)", 2), ("joint (search capped at 50/item)", 50)]
     record = json.loads((out / summary["rows"][2]["record"]).read_text())
     assert record["submission"]["name"] == "joint-cap-search2"
+    assert any(n.startswith("Power: MDE is the smallest difference in R@10") for n in summary["notes"])
     assert record["submission"]["config"]["params"]["cap_per_item"] == {"search": 2}
     assert record["submission"]["config"]["references"] == {"rec": "gen_r"}
     assert record["significance"]["rec"][0]["reference"] == "gen_r"
@@ -255,7 +256,7 @@ def test_projection_measures_the_purity_of_what_training_changed(tmp_path):
     assert abs(rows["joint"]["purity"] - rows["gen_r"]["purity"]) < 0.2  # the random start dominates the raw ones
     assert rows["joint"]["moved"] == pytest.approx(0.01 / (100 * np.sqrt(8)), rel=0.5)  # |change| / |start|
     notes = " ".join(summary["notes"])
-    assert "cluster purity of the learned change (trained - initial embedding)" in notes
+    assert "cluster purity of the learned change (trained - initial embedding)" in notes and "at 80% power" in notes
     assert "Training moved the item embeddings by" in notes
     assert [f["file"] for f in summary["figures"]][2:] == ["figures/projection-sim2-change-rec-popularity.svg",
                                                            "figures/projection-sim2-change-search-popularity.svg"]

@@ -15,7 +15,8 @@ from typing import Sequence
 
 from harness.diagnostics.figures import Series, plot_cap
 from harness.errors import HarnessError
-from harness.experiments.context import Context, decoding_note, distinct_items, metric_values, significance, variant
+from harness.experiments.context import (Context, decoding_note, distinct_items, metric_values,
+                                         minimum_detectable_difference, power_note, significance, variant)
 from harness.experiments.summary import Summary
 
 DEFAULT_CAPS = (5, 10, 50, 500)
@@ -52,7 +53,7 @@ def run_cap(ctx: Context, *, dataset: str = DEFAULT_DATASET, caps: Sequence[int]
         "of that task's popularity signal (H1), against the uncapped joint model and the task-specific reference.",
         command,
         [("task", "Target task"), ("model", "Model"), ("cap", "Cap per item (added task)"), (metric, metric),
-         ("seeds", "Seeds"), ("delta", "Δ vs reference"), ("p", "p (Holm)"), ("distinct", "Distinct")],
+         ("seeds", "Seeds"), ("delta", "Δ vs reference"), ("p", "p (Holm)"), ("mde", "MDE"), ("distinct", "Distinct")],
         metric_key=metric,
     )
     for task in tasks:
@@ -82,6 +83,7 @@ def run_cap(ctx: Context, *, dataset: str = DEFAULT_DATASET, caps: Sequence[int]
                    f"with the uncapped {joint.display_name} and {ref.display_name} as dashed lines",
         })
     summary.notes.append(decoding_note(ctx))
+    summary.notes.append(power_note(summary.rows, metric))
     summary.notes.append("p is Holm-corrected within each record: the uncapped joint record tests both tasks (six "
                          "tests), a capped variant only its target task (three), so the same difference can get a "
                          "different p (e.g. a cap above every item's count, which trains the uncapped model again).")
@@ -96,5 +98,6 @@ def _row(ctx, sub, record, task, metric, cap, ref_mean, dataset) -> dict:
     test = significance(record, task, metric) or {}
     return {"task": TASK_TITLE[task], "model": sub.display_name, "cap": cap, metric: mean, "seeds": len(seeds),
             "delta": None if mean is None or ref_mean is None else mean - ref_mean, "p": test.get("p_holm"),
-            "significant": test.get("significant"), "distinct": distinct_items(record, task),
+            "significant": test.get("significant"), "mde": minimum_detectable_difference(test) if test else None,
+            "distinct": distinct_items(record, task),
             "record": ctx.record_path(sub, dataset)}

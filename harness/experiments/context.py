@@ -152,6 +152,34 @@ def decoding_note(ctx: Context) -> str:
             "way and tests compare only within it; 'Distinct' is the mean number of distinct items per list.")
 
 
+def minimum_detectable_difference(test: dict, power: float = 0.8) -> float | None:
+    """The smallest true difference the test would find with probability `power` at its α (two-sided, before Holm):
+    (z_{1-α/2} + z_power) standard errors, the standard error read back from the test's confidence interval
+    (ci_high - ci_low = 2 t_{1-α/2} se). It measures the instrument, not the effect: a difference below it that
+    is not significant says little."""
+    from scipy import stats
+
+    low, high, alpha, n = test.get("ci_low"), test.get("ci_high"), test.get("alpha"), test.get("n")
+    if low is None or high is None or not alpha or not n or n < 2 or high <= low:  # no variance: nothing to read
+        return None
+    se = (high - low) / 2 / stats.t.ppf(1 - alpha / 2, n - 1)
+    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
+
+
+def power_note(rows: list[dict], metric: str) -> str:
+    by_sample: dict[str, list[float]] = {}
+    for row in rows:
+        if row.get("mde") is not None:
+            where = f"{row['task']}, {row['sample']} sample" if "sample" in row else row["task"]
+            by_sample.setdefault(where, []).append(row["mde"])
+    if not by_sample:
+        return "Power: no test to read it from."
+    parts = [f"{where}: {min(v):.3f} to {max(v):.3f}" for where, v in by_sample.items()]
+    return (f"Power: MDE is the smallest difference in {metric} each paired test detects with 80% power at α = 0.05 "
+            f"(two-sided, before Holm; from the test's own standard error over its test queries). {'; '.join(parts)}. "
+            "A non-significant difference smaller than the MDE is not evidence of no effect.")
+
+
 def significance(record: dict[str, Any], task: str, metric: str) -> dict[str, Any] | None:
     """The record's test of `metric` against its reference for `task` (Holm-corrected within the record)."""
     for row in record.get("significance", {}).get(task, []):

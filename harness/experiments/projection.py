@@ -14,7 +14,7 @@ import numpy as np
 
 from harness.diagnostics.figures import plot_embedding_projection
 from harness.errors import HarnessError
-from harness.experiments.context import Context
+from harness.experiments.context import Context, minimum_detectable_difference
 from harness.experiments.summary import Summary
 
 DEFAULT_DATASET = "sim2"
@@ -167,9 +167,11 @@ def _purity_tests(summary, per_seed: dict[str, list[np.ndarray]], baseline: str,
         row.update({keys[0]: items.diff, keys[1]: items.p})  # no "significant": ‡ means a Holm-corrected record test
         if row["model"] != joint:
             continue
+        mde = minimum_detectable_difference(items.to_dict())
         note = (f"{joint} against {baseline}: {what} {items.mean:.3f} vs {items.reference_mean:.3f} "
                 f"(Δ {items.diff:+.3f}, 95% CI {items.ci_low:+.3f} to {items.ci_high:+.3f}, paired t-test over the "
-                f"{items.n} items, p = {items.p:.3g}")
+                f"{items.n} items, p = {items.p:.3g}"
+                + (f", MDE {mde:.3f} at 80% power" if mde is not None else ""))
         mine, theirs = per_seed[row["model"]], per_seed[baseline]
         if len(mine) == len(theirs) >= 2:
             seeds = paired_ttest(np.array([np.nanmean(v) for v in mine]), np.array([np.nanmean(v) for v in theirs]),

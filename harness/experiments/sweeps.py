@@ -18,7 +18,7 @@ import numpy as np
 from harness.diagnostics.figures import SIM1_X, SIM2_X, SIM3_X, Series, plot_sweep
 from harness.errors import HarnessError
 from harness.experiments.context import (Context, decoding_note, distinct_items, format_level, metric_values,
-                                         significance)
+                                         minimum_detectable_difference, power_note, significance)
 from harness.experiments.summary import Summary
 
 TASK_TITLE = {"rec": "recommendation", "search": "search"}
@@ -178,24 +178,10 @@ def _summarize(design, ctx, joint, references, points, samples, command) -> Summ
         })
     summary.notes += _notes(design, joint, references, points, metric)
     summary.notes.append(decoding_note(ctx))
-    summary.notes.append(_power_note(summary.rows, metric))
+    summary.notes.append(power_note(summary.rows, metric))
     if design.x_is_kl:
         summary.notes += slope_notes(summary.rows, metric)
     return summary
-
-
-def minimum_detectable_difference(test: dict, power: float = 0.8) -> float | None:
-    """The smallest true difference the test would find with probability `power` at its α (two-sided, before Holm):
-    (z_{1-α/2} + z_power) standard errors, the standard error read back from the test's confidence interval
-    (ci_high - ci_low = 2 t_{1-α/2} se). It measures the instrument, not the effect: a difference below it that
-    is not significant says little."""
-    from scipy import stats
-
-    low, high, alpha, n = test.get("ci_low"), test.get("ci_high"), test.get("alpha"), test.get("n")
-    if low is None or high is None or not alpha or not n or n < 2 or high <= low:  # no variance: nothing to read
-        return None
-    se = (high - low) / 2 / stats.t.ppf(1 - alpha / 2, n - 1)
-    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
 
 
 def kl_slope(kl: Sequence[float], delta: Sequence[float], alpha: float = 0.05) -> dict[str, float] | None:
@@ -228,19 +214,6 @@ def slope_notes(rows: list[dict], metric: str) -> list[str]:
                      f"nat (95% CI {fit['ci_low']:+.4f} to {fit['ci_high']:+.4f}, p = {fit['p']:.3g}, {fit['n']} "
                      "levels); H1 predicts a negative slope.")
     return notes
-
-
-def _power_note(rows: list[dict], metric: str) -> str:
-    by_sample: dict[str, list[float]] = {}
-    for row in rows:
-        if row.get("mde") is not None:
-            by_sample.setdefault(f"{row['task']}, {row['sample']} sample", []).append(row["mde"])
-    if not by_sample:
-        return "Power: no test to read it from."
-    parts = [f"{where}: {min(v):.3f} to {max(v):.3f}" for where, v in by_sample.items()]
-    return (f"Power: MDE is the smallest difference in {metric} each paired test detects with 80% power at α = 0.05 "
-            f"(two-sided, before Holm; from the test's own standard error over its test queries). {'; '.join(parts)}. "
-            "A non-significant difference smaller than the MDE is not evidence of no effect.")
 
 
 def _diagnostic(record: dict, task: str, h1: bool) -> float | None:
