@@ -258,6 +258,7 @@ def test_projection_measures_the_purity_of_what_training_changed(tmp_path):
     notes = " ".join(summary["notes"])
     assert "cluster purity of the learned change (trained - initial embedding)" in notes and "at 80% power" in notes
     assert "Training moved the item embeddings by" in notes
+    assert "Learned change of the item ID embeddings" in (out / summary["figures"][2]["file"]).read_text()
     assert [f["file"] for f in summary["figures"]][2:] == ["figures/projection-sim2-change-rec-popularity.svg",
                                                            "figures/projection-sim2-change-search-popularity.svg"]
 

@@ -86,6 +86,7 @@ def plot_embedding_projection(
     method: str = "auto",
     seed: int = 0,
     max_points: int = 3000,
+    subject: str = "Item ID embeddings",
 ) -> dict:
     """One column per model (e.g. {"Gen_R": E_R, "Gen_R+S": E_RS}, rows = item ID token embeddings);
     the first row colours items by popularity (log scale), a second row by simulation cluster when
@@ -126,7 +127,7 @@ def plot_embedding_projection(
                 row[col].set_ylabel(f"{axis_name} dimension 2")
         bar = fig.colorbar(colour_scale, ax=[row[-1] for row in axes][:1])
         bar.set_label(f"{popularity_label} + 1 (log scale)")
-        fig.suptitle(f"Item ID embeddings projected to 2-D with {axis_name} ({len(shown)} of {n_items} items)")
+        fig.suptitle(f"{subject} projected to 2-D with {axis_name} ({len(shown)} of {n_items} items)")
         _save_svg(fig, path)
     return {"path": str(path), "method": used, "n_items": int(n_items), "n_shown": int(len(shown)), "seed": seed}
 

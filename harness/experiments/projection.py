@@ -97,17 +97,18 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
                          + "); the figures show each model's lowest seed."
                          + (f" Cluster purity per seed: {'; '.join(per_seed_purity)}." if per_seed_purity else ""))
     used = set()
-    figures = [("", "item embeddings", embeddings)]
+    figures = [("", "item embeddings", "Item ID embeddings", embeddings)]
     if set(changes) == set(embeddings):  # every model stored its start: the learned change, each lowest seed's
         figures.append(("-change", "learned change (trained - initial) of the item embeddings",
+                        "Learned change of the item ID embeddings (trained - initial)",
                         {model: by_seed[min(by_seed)] for model, by_seed in changes.items()}))
-    for suffix, what, vectors in figures:
+    for suffix, what, subject, vectors in figures:
         for task, popularity, label in (("rec", catalogue.pop_rec, "Recommendation training interactions"),
                                         ("search", catalogue.pop_search, "Search training (query, item) pairs")):
             path = ctx.out / "figures" / f"projection-{slug}{suffix}-{task}-popularity.svg"
             path.parent.mkdir(parents=True, exist_ok=True)
             info = plot_embedding_projection(vectors, popularity, path, popularity_label=label, cluster=cluster,
-                                             method=method)
+                                             method=method, subject=subject)
             used.add(info["method"])
             summary.figures.append({
                 "file": path.relative_to(ctx.out).as_posix(),
