@@ -337,6 +337,9 @@ def test_a_decoding_has_its_own_records_lists_and_comparisons(sims, tmp_path):
     assert page.count('<table class="board sortable"') == 2 * 3  # two groups, a table per cutoff (1, 5, 10)
     assert "decoding <strong>distinct</strong>" in page and "decoding <strong>diverse-beam</strong> (the paper" in page
     assert "lists hold fewer distinct items than asked for" in page and "joint (recommendation) 5.0 of 10" in page
+    # The overview shows the paper's decoding although the distinct records are newer
+    index = (site / "index.html").read_text()
+    assert "decoding <strong>diverse-beam</strong>" in index and "decoding <strong>distinct</strong>" not in index
 
 
 def test_an_unknown_decoding_is_refused(sims, tmp_path):
