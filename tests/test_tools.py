@@ -33,3 +33,34 @@ def test_t5_learning_curves_prints_one_line_per_epoch(tmp_path):
     (weights,) = epochs[-1]["cross-attention on the last input token"]  # one decoder layer
     assert len(weights) == 4 and all(0.0 <= w <= 1.0 for w in weights)  # one mean softmax weight per head
     assert json.loads(out.read_text())["curve"] == epochs
+
+
+def test_no_import_cycle_among_the_harness_modules():
+    """`python tools/import_cycles.py` is the check anyone can run; every import counts, inside functions too."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import import_cycles
+    finally:
+        sys.path.pop(0)
+    assert import_cycles.cycles(import_cycles.import_graph()) == []
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "import_cycles.py")], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert done.returncode == 0 and "no import cycle" in done.stdout
+
+
+def test_the_cycle_check_finds_cycles_through_function_level_and_relative_imports(tmp_path):
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import import_cycles
+    finally:
+        sys.path.pop(0)
+    pkg = tmp_path / "harness"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from harness.sub import b\n")  # inside a function: still an edge
+    (pkg / "sub" / "b.py").write_text("from .. import a\n")  # relative, one level up
+    (pkg / "sub" / "c.py").write_text("import harness.a\n")
+    graph = import_cycles.import_graph(tmp_path)
+    assert graph["harness.a"] == {"harness.sub.b"} and graph["harness.sub.b"] == {"harness.a"}
+    assert import_cycles.cycles(graph) == [["harness.a", "harness.sub.b"]]

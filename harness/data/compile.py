@@ -32,12 +32,12 @@ import duckdb
 
 import harness
 from harness import settings
-from harness.data.fingerprint import compute_fingerprint
+from harness.data.fingerprint import FORMAT_VERSION, compute_fingerprint
 from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 from harness.io import atomic_path
 
-FORMAT_VERSION = 1
+# FORMAT_VERSION lives in fingerprint.py (store.py checks it without importing this module); importable here too.
 
 RAW_COLUMNS: dict[str, tuple[str, ...]] = {
     "raw_items": ("item_key", "title", "text", "cluster"),

@@ -28,9 +28,14 @@ import pyarrow.compute as pc
 
 from harness.io import canonical_json
 
+# The compiled format's version, in every manifest; a file of another version is refused (data/store.py) and
+# rebuilt. Here, beside the fingerprint, because changing how a fingerprint is computed is the commonest reason to
+# bump it; compile.py writes it and store.py checks it (neither imports the other for it).
+FORMAT_VERSION = 1
+
 # (table, columns, key columns): rows are hashed in ascending key order (keys are unique). The column list
-# and the order are part of the format: changing either changes every fingerprint, so bump FORMAT_VERSION in
-# compile.py when you do.
+# and the order are part of the format: changing either changes every fingerprint, so bump FORMAT_VERSION
+# when you do.
 FINGERPRINT_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("items", ("item_id", "item_key", "title", "text", "coalesce(cluster, -1) AS cluster", "pop_rec", "pop_search",
                "head_rec", "head_search"), ("item_id",)),

@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 
 from harness import settings
+from harness.data.fingerprint import FORMAT_VERSION
 from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 from harness.protocol.views import Catalogue, RecExamples, SearchExamples, TrainView
@@ -79,8 +80,6 @@ class CompiledDataset:
         except duckdb.Error as exc:
             raise HarnessError(f"{path} is not a readable compiled dataset ({exc}); rebuild it with --force") from exc
         manifest = {key: json.loads(value) for key, value in rows}
-        from harness.data.compile import FORMAT_VERSION
-
         if manifest.get("format_version") != FORMAT_VERSION:
             con.close()
             raise HarnessError(

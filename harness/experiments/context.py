@@ -78,7 +78,7 @@ class Context:
     def run(self, submission: Submission, dataset: str) -> dict[str, Any]:
         """Run (or resume) one submission on one dataset; the record it left. A failed unit stops the experiment
         with its message: a summary over missing numbers would mislead."""
-        from harness.protocol.runner import Runner, results_folder
+        from harness.protocol.runner import Runner
 
         runner = Runner(submission, out_dir=self.results, cache_dir=self.cache_dir, progress=self.progress,
                         log=self.log, decoding=self.decoding)
@@ -93,7 +93,7 @@ class Context:
         return read_record(self.record_folder(submission, dataset) / "record.json")
 
     def record_folder(self, submission: Submission, dataset: str) -> Path:
-        from harness.protocol.runner import results_folder
+        from harness.records.provenance import results_folder
 
         return results_folder(self.results, dataset, submission.name, self.decoding)
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.protocol.decodings import record_decoding
-from harness.protocol.runner import results_folder
 from harness.records.files import RECORD_FILE, read_per_query, read_record_folder, write_record_folder
+from harness.records.provenance import results_folder
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import numpy as np
 
 from harness import __version__
 from harness.errors import HarnessError
+from harness.records.provenance import PROTOCOL_VERSION, environment, git_commit, protocol_params, results_folder
 
 HEADLINE_SEGMENTS = ("all", "head", "torso")
 
@@ -41,7 +42,6 @@ def _safe_id(value: Any) -> str:
 def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, total_s: float) -> dict:
     from harness.metrics.measures import Metric, standard_metrics
     from harness.metrics.recall import recall_at_k
-    from harness.protocol.runner import PROTOCOL_VERSION, environment, git_commit, protocol_params
     from harness.records.files import per_query_table, write_record_folder
     from harness.records.validate import SCHEMA_VERSION
 
@@ -184,7 +184,6 @@ def _significance(
     """
     from harness.metrics.significance import compare, paired_ttest
     from harness.protocol.decodings import record_decoding
-    from harness.protocol.runner import PROTOCOL_VERSION, results_folder
     from harness.records.files import read_per_query
     from harness.records.validate import read_record
 
@@ -285,7 +284,6 @@ def _reference_rankings(runner, ds, reference: str, seed: int, task: str) -> np.
     import json
 
     from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
-    from harness.protocol.runner import PROTOCOL_VERSION, results_folder
 
     unit_dir = results_folder(runner.out_dir, ds.name, reference, runner.decoding) / "units" / f"seed{seed}"
     try:

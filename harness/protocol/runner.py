@@ -16,46 +16,26 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from harness import __version__
 from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 from harness.io import atomic_path, write_json_atomic
 from harness.protocol.checks import check_rankings
-from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, check_decoding, folder_name
+from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, check_decoding
+from harness.protocol.record import assemble_and_write
 from harness.protocol.submission import Submission
 from harness.protocol.views import Task
+from harness.records.provenance import PROTOCOL_VERSION, results_folder
 
-PROTOCOL_VERSION = "1"
-STANDARD_KS = (1, 5, 10, 30)
-ALPHA = 0.05
 REQUEST_BATCH = 1024  # requests handed to retrieve() at a time; adapters batch further inside
-
-
-def protocol_params(headline_k: int, head_fraction: float, decoding: str = DEFAULT_DECODING) -> dict[str, Any]:
-    """Everything that defines how numbers are computed; part of every record."""
-    return {
-        "depth": headline_k,  # adapters rank this many items (the paper: 10 on simulations, 30 on real data)
-        "decoding": decoding,  # how a generative model's list is read out (harness.protocol.decodings)
-        "ks": [k for k in STANDARD_KS if k <= headline_k],
-        "headline_k": headline_k,
-        "head_fraction": head_fraction,
-        "test": "paired-t",
-        "alpha": ALPHA,
-        "correction": "holm",
-        "seed_aggregation": "mean",
-    }
 
 
 @dataclass
@@ -85,10 +65,6 @@ class DatasetOutcome:
     @property
     def failed(self) -> list[UnitOutcome]:
         return [u for u in self.units if u.status != "ok"]
-
-
-def results_folder(out_dir: Path, dataset: str, submission: str, decoding: str = DEFAULT_DECODING) -> Path:
-    return out_dir / DatasetSpec.parse(dataset).slug / folder_name(submission, decoding)
 
 
 class Runner:
@@ -155,8 +131,6 @@ class Runner:
             else:
                 unit = self._run_unit(ds, seed, adapter_cls, folder)
             units.append(unit)
-        from harness.protocol.record import assemble_and_write
-
         if not is_writing_rank():
             return DatasetOutcome(ds.name, folder, units)
         assemble_and_write(
@@ -345,30 +319,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def git_commit() -> str | None:
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment() -> dict[str, Any]:
-    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("numpy", "duckdb", "torch", "transformers", "deepspeed", "scipy"):
-        try:
-            env[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            env[dist] = None
-    device = "cpu"
-    if "torch" in sys.modules:  # never import torch just to describe the machine
-        torch = sys.modules["torch"]
-        if torch.cuda.is_available():
-            device = f"cuda:{torch.cuda.get_device_name(0)}"
-    env["device"] = device
-    return env
