@@ -15,7 +15,7 @@ from harness.baselines.biencoder import BiEncoderAdapter, cached_embeddings, res
 from harness.baselines.toydata import toy_view
 from harness.errors import HarnessError
 from harness.protocol.checks import check_rankings
-from harness.protocol.views import SearchExamples
+from harness.data.views import SearchExamples
 
 
 class CountingEncoder:

@@ -7,7 +7,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.protocol.checks import check_rankings
-from harness.protocol.views import RecExamples, SearchExamples
+from harness.data.views import RecExamples, SearchExamples
 
 SEARCH = SearchExamples(np.array([10, 11, 12], dtype=np.int32), ["jazz", "rock", "folk"])
 REC = RecExamples(

@@ -10,7 +10,7 @@ import pytest
 import harness.diagnostics.pairs as pairs_mod
 from harness.diagnostics import TrainingCooccurrence, compute_diagnostics
 from harness.errors import HarnessError
-from harness.protocol.views import Catalogue, RecExamples, SearchExamples, TrainView
+from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
 
 N_ITEMS, DEPTH = 30, 6
 

@@ -13,7 +13,7 @@ from harness.diagnostics.h2 import (
 )
 from harness.diagnostics.pairs import CooccurrenceCounter, rec_training_incidence, search_training_incidence
 from harness.errors import HarnessError
-from harness.protocol.views import RecExamples, SearchExamples
+from harness.data.views import RecExamples, SearchExamples
 
 
 def _search(relevance_sets):

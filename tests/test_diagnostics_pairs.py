@@ -15,7 +15,7 @@ from harness.diagnostics.pairs import (
     search_training_incidence,
 )
 from harness.errors import HarnessError
-from harness.protocol.views import RecExamples, SearchExamples
+from harness.data.views import RecExamples, SearchExamples
 
 
 def _random_incidence(seed=0, n_items=200, n_contexts=1500, n=15000):

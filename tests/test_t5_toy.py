@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.protocol.views import Catalogue, RecExamples, SearchExamples, TrainView
+from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
 
 TOPICS = ("coffee", "volcano", "jazz", "glacier", "solar", "roman")
 

@@ -29,7 +29,7 @@ from harness.baselines.topk import top_k_rows
 from harness.errors import HarnessError
 from harness.io import atomic_path, canonical_json, write_json_atomic
 from harness.protocol.adapter import Adapter
-from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 from harness.settings import cache_dir
 
 DEFAULT_MODEL = "default"

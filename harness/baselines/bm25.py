@@ -22,7 +22,7 @@ import numpy as np
 from harness.baselines.topk import top_k_sparse_rows
 from harness.errors import HarnessError
 from harness.protocol.adapter import Adapter
-from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 DEFAULTS: dict[str, Any] = {

@@ -10,7 +10,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.protocol.adapter import Adapter
-from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 
 
 class PopularityAdapter(Adapter):

@@ -42,7 +42,7 @@ from harness.baselines.topk import top_k_rows
 from harness.errors import HarnessError
 from harness.io import atomic_path, canonical_json
 from harness.protocol.adapter import Adapter
-from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 
 CHECKPOINT = "model.pt"
 CHECKPOINT_FORMAT = 1

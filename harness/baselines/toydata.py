@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.protocol.views import Catalogue, RecExamples, SearchExamples, TrainView
+from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
 
 
 def _concat(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

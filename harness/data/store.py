@@ -1,4 +1,4 @@
-"""Reading a compiled dataset: the views adapters see (harness.protocol.views), never test targets in them.
+"""Reading a compiled dataset: the views adapters see (harness.data.views), never test targets in them.
 
     with CompiledDataset.open("ml-small") as ds:
         view = ds.train_view()                # training + validation, sequences cut before item t-1
@@ -22,7 +22,7 @@ from harness import settings
 from harness.data.fingerprint import FORMAT_VERSION
 from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
-from harness.protocol.views import Catalogue, RecExamples, SearchExamples, TrainView
+from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
 
 # Per recommendation split, which positions of a user's sequence a request may see: validation predicts
 # t-1 so it sees 1..t-2 (also all that training sees), test predicts t and sees 1..t-1.

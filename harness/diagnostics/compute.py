@@ -30,7 +30,7 @@ from harness.diagnostics.pairs import (
 )
 from harness.diagnostics.redundancy import redundancy_table
 from harness.errors import HarnessError
-from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 
 DIAGNOSTICS_VERSION = 1
 OTHER_TASK: dict[str, Task] = {"rec": "search", "search": "rec"}

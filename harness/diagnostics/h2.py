@@ -46,7 +46,7 @@ from harness.diagnostics.pairs import (
     relevant_pairs,
 )
 from harness.errors import HarnessError
-from harness.protocol.views import RecExamples
+from harness.data.views import RecExamples
 
 # Per-query recall differences this small are float rounding (as in harness.metrics.significance).
 _FLOAT_NOISE = 1e-12

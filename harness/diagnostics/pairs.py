@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from harness.errors import HarnessError
-from harness.protocol.views import RecExamples, SearchExamples
+from harness.data.views import RecExamples, SearchExamples
 
 # X X^T is formed outright when it has at most this many multiply-adds (sum over contexts of size^2), so
 # at most as many stored entries of ~24 bytes (<= ~0.5 GB); then a pair costs one binary search. Above it,

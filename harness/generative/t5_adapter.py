@@ -47,7 +47,7 @@ from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.protocol.adapter import Adapter
-from harness.protocol.views import TASKS, RecExamples, SearchExamples, Task, TrainView
+from harness.data.views import TASKS, RecExamples, SearchExamples, Task, TrainView
 
 DEFAULT_VALID_K = 10  # when neither params.valid_k nor the training view names the dataset's headline K
 _CAP_STREAM = 11  # random stream of the per-item cap (validation sampling uses 7): [seed, stream, task]

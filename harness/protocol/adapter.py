@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
-from harness.protocol.views import RecExamples, SearchExamples, Task, TrainView
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 
 
 class Adapter(abc.ABC):

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.protocol.views import RecExamples, SearchExamples, Task
+from harness.data.views import RecExamples, SearchExamples, Task
 
 
 def _describe_request(task: Task, requests: RecExamples | SearchExamples, i: int) -> str:

@@ -32,7 +32,7 @@ from harness.protocol.checks import check_rankings
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, check_decoding
 from harness.protocol.record import assemble_and_write
 from harness.protocol.submission import Submission
-from harness.protocol.views import Task
+from harness.data.views import Task
 from harness.records.provenance import PROTOCOL_VERSION, results_folder
 
 REQUEST_BATCH = 1024  # requests handed to retrieve() at a time; adapters batch further inside

@@ -31,7 +31,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.protocol.adapter import Adapter
-from harness.protocol.views import TASKS, Task
+from harness.data.views import TASKS, Task
 from harness.registry import import_object
 
 CONFIG_FILE = "config.toml"
