@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from harness.diagnostics import TrainingCooccurrence, compute_diagnostics
 from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
+from harness.diagnostics import TrainingCooccurrence, compute_diagnostics
 
 N_ITEMS, N_USERS, MEAN_HISTORY = 59_000, 163_000, 150
 N_TRAIN_QUERIES, N_TEST_QUERIES, MEAN_RELEVANT, DEPTH = 50_000, 5_000, 7, 30

@@ -13,9 +13,9 @@ import pytest
 
 from harness.baselines.biencoder import BiEncoderAdapter, cached_embeddings, resolve_model
 from harness.baselines.toydata import toy_view
+from harness.data.views import SearchExamples
 from harness.errors import HarnessError
 from harness.protocol.checks import check_rankings
-from harness.data.views import SearchExamples
 
 
 class CountingEncoder:

@@ -10,9 +10,9 @@ import pytest
 
 from harness.baselines.bm25 import BM25Adapter, BM25Index
 from harness.baselines.toydata import toy_view
+from harness.data.views import SearchExamples
 from harness.errors import HarnessError
 from harness.protocol.checks import check_rankings
-from harness.data.views import SearchExamples
 
 TEXTS = [
     "Toy Story (1995) | Adventure, Animation, Children, Comedy, Fantasy",

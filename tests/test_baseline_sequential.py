@@ -11,9 +11,9 @@ from harness.baselines.bert4rec import BERT4RecAdapter
 from harness.baselines.sasrec import SASRecAdapter
 from harness.baselines.sequential import has_repeats, training_sequences, windows_from_end
 from harness.baselines.toydata import successor_sequences, toy_view
+from harness.data.views import SearchExamples
 from harness.errors import HarnessError
 from harness.protocol.checks import check_rankings
-from harness.data.views import SearchExamples
 
 # threads=1: the test machine is shared; two spinning torch threads per process slow everyone down.
 TINY = {"max_len": 10, "d_model": 32, "n_heads": 2, "batch_size": 16, "valid_k": 10, "threads": 1, "min_epoch_steps": 1}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.data.views import RecExamples, SearchExamples
 from harness.errors import HarnessError
 from harness.protocol.checks import check_rankings
-from harness.data.views import RecExamples, SearchExamples
 
 SEARCH = SearchExamples(np.array([10, 11, 12], dtype=np.int32), ["jazz", "rock", "folk"])
 REC = RecExamples(

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import harness.diagnostics.pairs as pairs_mod
+from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
 from harness.diagnostics import TrainingCooccurrence, compute_diagnostics
 from harness.errors import HarnessError
-from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
 
 N_ITEMS, DEPTH = 30, 6
 

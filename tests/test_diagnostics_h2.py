@@ -11,9 +11,9 @@ from harness.diagnostics.h2 import (
     relevant_pair_cooccurrence,
     scan_history_target_pairs,
 )
+from harness.data.views import RecExamples, SearchExamples
 from harness.diagnostics.pairs import CooccurrenceCounter, rec_training_incidence, search_training_incidence
 from harness.errors import HarnessError
-from harness.data.views import RecExamples, SearchExamples
 
 
 def _search(relevance_sets):

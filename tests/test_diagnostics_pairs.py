@@ -14,8 +14,8 @@ from harness.diagnostics.pairs import (
     relevant_pairs,
     search_training_incidence,
 )
-from harness.errors import HarnessError
 from harness.data.views import RecExamples, SearchExamples
+from harness.errors import HarnessError
 
 
 def _random_incidence(seed=0, n_items=200, n_contexts=1500, n=15000):

@@ -146,7 +146,7 @@ def test_bad_caps_name_the_key_and_value(tmp_path, tasks, cap, message):
 
 
 def test_cap_per_item_must_be_a_table(tmp_path):
-    with pytest.raises(HarnessError, match=r"params\.cap_per_item = 5 must be a dict"):
+    with pytest.raises(HarnessError, match=r"params\.cap_per_item = 5 must be a table"):
         _adapter(tmp_path, cap_per_item=5)
 
 

@@ -17,12 +17,14 @@ Shared parts (training data, early stopping, ranking rule) are in harness.baseli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
 
-from harness.baselines.sequential import SequentialAdapter, attention_mask, build_attention_block, left_pad
-from harness.errors import HarnessError
+from harness.baselines.sequential import (
+    SequentialAdapter, SequentialParams, attention_mask, build_attention_block, left_pad,
+)
 
 
 def build_bert4rec(n_items: int, *, max_len: int, d_model: int, n_layers: int, n_heads: int, dropout: float):
@@ -84,19 +86,28 @@ def build_bert4rec(n_items: int, *, max_len: int, d_model: int, n_layers: int, n
     return BERT4Rec()
 
 
+@dataclass(frozen=True)
+class BERT4RecParams(SequentialParams):
+    mask_prob: float = 0.2
+    last_item_mask_prob: float = 0.5
+
+    def check(self, fail) -> None:
+        super().check(fail)
+        for key in ("mask_prob", "last_item_mask_prob"):
+            if not 0 <= getattr(self, key) <= 1:
+                fail(key, "give a number in [0, 1]")
+        if self.mask_prob == 0:
+            fail("mask_prob", "masks nothing; give a number in (0, 1]")
+
+
 class BERT4RecAdapter(SequentialAdapter):
-    """Recommendation only. params: those of sequential.COMMON_DEFAULTS, plus mask_prob, last_item_mask_prob."""
+    """Recommendation only. params: those of sequential.SequentialParams, plus mask_prob, last_item_mask_prob."""
 
     name = "BERT4Rec"
-    extra_defaults: dict[str, Any] = {"mask_prob": 0.2, "last_item_mask_prob": 0.5}
+    params_class = BERT4RecParams
 
     def make_model(self, n_items: int):
         p = self._p
-        for key in ("mask_prob", "last_item_mask_prob"):
-            if not isinstance(p[key], (int, float)) or isinstance(p[key], bool) or not 0 <= p[key] <= 1:
-                raise HarnessError(f"BERT4Rec: params.{key} = {p[key]!r}; give a number in [0, 1]")
-        if p["mask_prob"] == 0:
-            raise HarnessError("BERT4Rec: params.mask_prob = 0 masks nothing; give a number in (0, 1]")
         self._mask_token = n_items + 1
         return build_bert4rec(
             n_items, max_len=p["max_len"], d_model=p["d_model"], n_layers=p["n_layers"], n_heads=p["n_heads"],

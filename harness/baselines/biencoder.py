@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -26,39 +27,39 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from harness.baselines.topk import top_k_rows
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 from harness.errors import HarnessError
 from harness.io import atomic_path, canonical_json, write_json_atomic
 from harness.protocol.adapter import Adapter
-from harness.data.views import RecExamples, SearchExamples, Task, TrainView
+from harness.protocol.params import parse_params
 from harness.settings import cache_dir
 
 DEFAULT_MODEL = "default"
-DEFAULTS: dict[str, Any] = {
-    "model": DEFAULT_MODEL,  # "default" (bundled all-MiniLM-L6-v2), a sentence-transformers name, or a folder
-    "allow_download": False,  # let sentence-transformers fetch a hub name that is not cached (network!)
-    "batch_size": 64,  # encoding batch
-    "max_seq_length": None,  # None keeps the model's own
-    "device": "auto",  # "auto": cuda when available, else cpu
-    "score_block": 1024,  # queries scored against the catalogue at a time (bounds memory)
-    "threads": 0,  # torch CPU threads (process-wide); 0 keeps torch's default
-}
+@dataclass(frozen=True)
+class BiEncoderParams:
+    model: str = DEFAULT_MODEL  # "default" (bundled all-MiniLM-L6-v2), a sentence-transformers name, or a folder
+    allow_download: bool = False  # let sentence-transformers fetch a hub name that is not cached (network!)
+    batch_size: int = 64  # encoding batch
+    max_seq_length: int | None = None  # None keeps the model's own
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    score_block: int = 1024  # queries scored against the catalogue at a time (bounds memory)
+    threads: int = 0  # torch CPU threads (process-wide); 0 keeps torch's default
+
+    def check(self, fail) -> None:
+        if not self.model:
+            fail("model", "give a model name or folder path")
+        if self.threads < 0:
+            fail("threads", "give an integer >= 0")
+        for key in ("batch_size", "score_block"):
+            if getattr(self, key) < 1:
+                fail(key, "give an integer >= 1")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            fail("max_seq_length", "give an integer >= 1")
 
 
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise HarnessError(f"bi-encoder: unknown params {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    if not isinstance(p["model"], str) or not p["model"]:
-        raise HarnessError(f"bi-encoder: params.model = {p['model']!r}; give a model name or folder path")
-    if not isinstance(p["threads"], int) or isinstance(p["threads"], bool) or p["threads"] < 0:
-        raise HarnessError(f"bi-encoder: params.threads = {p['threads']!r}; give an integer >= 0")
-    for key in ("batch_size", "score_block"):
-        if not isinstance(p[key], int) or p[key] < 1:
-            raise HarnessError(f"bi-encoder: params.{key} = {p[key]!r}; give an integer >= 1")
-    if p["max_seq_length"] is not None and (not isinstance(p["max_seq_length"], int) or p["max_seq_length"] < 1):
-        raise HarnessError(f"bi-encoder: params.max_seq_length = {p['max_seq_length']!r}; give an integer >= 1")
-    return p
+
+def resolve_params(params: dict[str, Any], where: str = "bi-encoder") -> dict[str, Any]:
+    return asdict(parse_params(BiEncoderParams, params, where=where))
 
 
 # ---- which model, and how it is named in cache keys and records -------------------------------------------
@@ -184,7 +185,7 @@ class BiEncoderAdapter(Adapter):
     """Search only. params: model, allow_download, batch_size, max_seq_length, device, score_block."""
 
     def fit(self, train: TrainView) -> None:
-        self._p = p = resolve_params(self.params)
+        self._p = p = resolve_params(self.params, str(self.submission_dir / "config.toml"))
         if p["threads"]:
             import torch
 

@@ -14,25 +14,40 @@ cannot change a ranking, so it is left out.
 
 from __future__ import annotations
 
+import typing
+from dataclasses import asdict, dataclass
 from importlib import metadata
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from harness.baselines.topk import top_k_sparse_rows
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 from harness.errors import HarnessError
 from harness.protocol.adapter import Adapter
-from harness.data.views import RecExamples, SearchExamples, Task, TrainView
+from harness.protocol.params import parse_params
 
-METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
-DEFAULTS: dict[str, Any] = {
-    "k1": 1.2,  # Terrier's (and so PyTerrier's) defaults, which the paper used
-    "b": 0.75,
-    "method": "lucene",
-    "stopwords": "en",  # bm25s's English list; "none" keeps every word
-    "stemmer": "none",  # a PyStemmer (Snowball) algorithm, e.g. "english"; PyStemmer must be installed
-    "query_batch": 4096,
-}
+Method = Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
+METHODS = typing.get_args(Method)
+
+
+@dataclass(frozen=True)
+class BM25Params:
+    k1: float = 1.2  # Terrier's (and so PyTerrier's) defaults, which the paper used
+    b: float = 0.75
+    method: Method = "lucene"
+    stopwords: str = "en"  # bm25s's English list; "none" keeps every word
+    stemmer: str = "none"  # a PyStemmer (Snowball) algorithm, e.g. "english"; PyStemmer must be installed
+    query_batch: int = 4096
+
+    def check(self, fail) -> None:
+        if self.k1 < 0:
+            fail("k1", "give a number >= 0")
+        if not 0 <= self.b <= 1:
+            fail("b", "give a number in [0, 1]")
+        if self.query_batch < 1:
+            fail("query_batch", "give an integer >= 1")
+
 
 
 def _stemmer(name: str):
@@ -50,21 +65,8 @@ def _stemmer(name: str):
     return Stemmer.Stemmer(name)
 
 
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise HarnessError(f"BM25: unknown params {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    if p["method"] not in METHODS:
-        raise HarnessError(f"BM25: params.method = {p['method']!r}; allowed: {', '.join(METHODS)}")
-    for key in ("k1", "b"):
-        if not isinstance(p[key], (int, float)) or isinstance(p[key], bool) or p[key] < 0:
-            raise HarnessError(f"BM25: params.{key} = {p[key]!r}; give a number >= 0")
-    if p["b"] > 1:
-        raise HarnessError(f"BM25: params.b = {p['b']!r}; give a number in [0, 1]")
-    if not isinstance(p["query_batch"], int) or p["query_batch"] < 1:
-        raise HarnessError(f"BM25: params.query_batch = {p['query_batch']!r}; give an integer >= 1")
-    return p
+def resolve_params(params: dict[str, Any], where: str = "BM25") -> dict[str, Any]:
+    return asdict(parse_params(BM25Params, params, where=where))
 
 
 class BM25Index:
@@ -130,10 +132,10 @@ class BM25Index:
         return top_k_sparse_rows(matches.indptr, matches.indices, values, k)
 
 class BM25Adapter(Adapter):
-    """Search only. params: k1, b, method, stopwords, stemmer, query_batch (see DEFAULTS)."""
+    """Search only. params: k1, b, method, stopwords, stemmer, query_batch (see BM25Params)."""
 
     def fit(self, train: TrainView) -> None:
-        self._p = resolve_params(self.params)
+        self._p = resolve_params(self.params, str(self.submission_dir / "config.toml"))
         p = self._p
         self._index = BM25Index(
             train.catalogue.text, k1=p["k1"], b=p["b"], method=p["method"], stopwords=p["stopwords"], stemmer=p["stemmer"]

@@ -6,20 +6,27 @@ answers recommendation requests with search popularity.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.protocol.adapter import Adapter
 from harness.data.views import RecExamples, SearchExamples, Task, TrainView
+from harness.protocol.adapter import Adapter
+from harness.protocol.params import parse_params
+
+
+@dataclass(frozen=True)
+class PopularityParams:
+    popularity: Literal["rec", "search"]  # whose training popularity ranks the items; no default: say which
 
 
 class PopularityAdapter(Adapter):
     """params: popularity = "rec" | "search" (whose training popularity ranks the items)."""
 
     def fit(self, train: TrainView) -> None:
-        source = self.params.get("popularity")
-        if source not in ("rec", "search"):
-            raise HarnessError(f"params.popularity = {source!r}; give 'rec' or 'search'")
+        where = str(self.submission_dir / "config.toml")
+        source = parse_params(PopularityParams, self.params, where=where).popularity
         counts = train.catalogue.popularity(source)
         # Most popular first; ties by item id so the ranking is the same on every machine.
         self._ranking = np.lexsort((np.arange(len(counts)), -counts)).astype(np.int64)

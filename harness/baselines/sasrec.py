@@ -22,18 +22,19 @@ Shared parts (training data, early stopping, ranking rule) are in harness.baseli
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
 from harness.baselines.sequential import (
     SequentialAdapter,
+    SequentialParams,
     attention_mask,
     build_attention_block,
     left_pad,
     windows_from_end,
 )
-from harness.errors import HarnessError
 
 
 def build_sasrec(n_items: int, *, max_len: int, d_model: int, n_layers: int, n_heads: int, dropout: float):
@@ -89,16 +90,19 @@ def build_sasrec(n_items: int, *, max_len: int, d_model: int, n_layers: int, n_h
     return SASRec()
 
 
+@dataclass(frozen=True)
+class SASRecParams(SequentialParams):
+    loss: Literal["ce", "bce"] = "bce"
+
+
 class SASRecAdapter(SequentialAdapter):
-    """Recommendation only. params: those of harness.baselines.sequential.COMMON_DEFAULTS, plus loss."""
+    """Recommendation only. params: those of harness.baselines.sequential.SequentialParams, plus loss."""
 
     name = "SASRec"
-    extra_defaults: dict[str, Any] = {"loss": "bce"}
+    params_class = SASRecParams
 
     def make_model(self, n_items: int):
         p = self._p
-        if p["loss"] not in ("ce", "bce"):
-            raise HarnessError(f"SASRec: params.loss = {p['loss']!r}; give \"ce\" or \"bce\"")
         return build_sasrec(
             n_items, max_len=p["max_len"], d_model=p["d_model"], n_layers=p["n_layers"], n_heads=p["n_heads"],
             dropout=p["dropout"],

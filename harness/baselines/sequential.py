@@ -33,72 +33,67 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import dataclass
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
 from harness.baselines.topk import top_k_rows
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 from harness.errors import HarnessError
 from harness.io import atomic_path, canonical_json
 from harness.protocol.adapter import Adapter
-from harness.data.views import RecExamples, SearchExamples, Task, TrainView
+from harness.protocol.params import parse_params
 
 CHECKPOINT = "model.pt"
 CHECKPOINT_FORMAT = 1
 
-COMMON_DEFAULTS: dict[str, Any] = {
-    "max_len": 50,  # items of history the model reads (the papers: 200 on ML-1M, 50 on sparser data)
-    "d_model": 64,
-    "n_layers": 2,
-    "n_heads": 2,
-    "dropout": 0.2,
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "batch_size": 128,
-    "max_epochs": 100,
-    "patience": 5,  # epochs without a better validation recall before stopping
+@dataclass(frozen=True)
+class SequentialParams:
+    """The [params] every sequential model takes; a model adds its own in a subclass (SASRecParams, ...)."""
+
+    max_len: int = 50  # items of history the model reads (the papers: 200 on ML-1M, 50 on sparser data)
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    max_epochs: int = 100
+    patience: int = 5  # epochs without a better validation recall before stopping
     # An "epoch" (one validation) is as many passes over the training windows as it takes to make at least
     # this many optimiser steps: on the simulations (a few hundred users) one pass is 2 steps, and early
     # stopping after 5 such "epochs" would stop a model that has barely started.
-    "min_epoch_steps": 16,
-    "valid_k": 30,  # used only when the view does not carry the dataset's headline cutoff
-    "exclude_history": "auto",  # "auto" | true | false (see the module docstring)
-    "eval_batch": 256,  # histories scored at a time
-    "device": "auto",  # "auto": cuda when available, else cpu
-    "threads": 0,  # torch CPU threads (process-wide); 0 keeps torch's default
-}
+    min_epoch_steps: int = 16
+    valid_k: int = 30  # used only when the view does not carry the dataset's headline cutoff
+    exclude_history: Literal["auto"] | bool = "auto"  # see the module docstring
+    eval_batch: int = 256  # histories scored at a time
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    threads: int = 0  # torch CPU threads (process-wide); 0 keeps torch's default
+
+    def check(self, fail) -> None:
+        for key in ("max_len", "d_model", "n_layers", "n_heads", "batch_size", "max_epochs", "patience",
+                    "min_epoch_steps", "valid_k", "eval_batch"):
+            if getattr(self, key) < 1:
+                fail(key, "give an integer >= 1")
+        if self.d_model % self.n_heads:
+            fail("d_model", f"not divisible by params.n_heads = {self.n_heads}")
+        if self.max_len < 2:
+            fail("max_len", "give at least 2")
+        if not 0 <= self.dropout < 1:
+            fail("dropout", "give a number in [0, 1)")
+        for key in ("lr", "weight_decay"):
+            if getattr(self, key) < 0:
+                fail(key, "give a number >= 0")
+        if self.threads < 0:
+            fail("threads", "give an integer >= 0")
+
 
 
 # ---- parameters -------------------------------------------------------------------------------------------
-def resolve_params(name: str, params: dict[str, Any], extra_defaults: dict[str, Any]) -> dict[str, Any]:
-    defaults = {**COMMON_DEFAULTS, **extra_defaults}
-    unknown = set(params) - set(defaults)
-    if unknown:
-        raise HarnessError(f"{name}: unknown params {sorted(unknown)}; allowed: {sorted(defaults)}")
-    p = {**defaults, **params}
-    positive_ints = (
-        "max_len", "d_model", "n_layers", "n_heads", "batch_size", "max_epochs", "patience", "min_epoch_steps", "valid_k",
-        "eval_batch",
-    )
-    for key in positive_ints:
-        if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
-            raise HarnessError(f"{name}: params.{key} = {p[key]!r}; give an integer >= 1")
-    if p["d_model"] % p["n_heads"]:
-        raise HarnessError(f"{name}: params.d_model = {p['d_model']} is not divisible by params.n_heads = {p['n_heads']}")
-    if p["max_len"] < 2:
-        raise HarnessError(f"{name}: params.max_len = {p['max_len']}; give at least 2")
-    for key in ("dropout",):
-        if not isinstance(p[key], (int, float)) or not 0 <= p[key] < 1:
-            raise HarnessError(f"{name}: params.{key} = {p[key]!r}; give a number in [0, 1)")
-    for key in ("lr", "weight_decay"):
-        if not isinstance(p[key], (int, float)) or isinstance(p[key], bool) or p[key] < 0:
-            raise HarnessError(f"{name}: params.{key} = {p[key]!r}; give a number >= 0")
-    if p["exclude_history"] not in ("auto", True, False):
-        raise HarnessError(f"{name}: params.exclude_history = {p['exclude_history']!r}; give \"auto\", true or false")
-    if not isinstance(p["threads"], int) or p["threads"] < 0:
-        raise HarnessError(f"{name}: params.threads = {p['threads']!r}; give an integer >= 0")
-    return p
+def resolve_params(params_class: type[SequentialParams], params: dict[str, Any], where: str) -> dict[str, Any]:
+    return asdict(parse_params(params_class, params, where=where))
 
 
 # ---- training data ----------------------------------------------------------------------------------------
@@ -212,12 +207,12 @@ class EpochLog:
 class SequentialAdapter(Adapter):
     """Training loop, early stopping, checkpoint reuse and full-catalogue ranking for a sequential model.
 
-    A subclass gives its name, extra defaults, the model, how one epoch's batches are built, the loss of a
+    A subclass gives its name, its params class, the model, how one epoch's batches are built, the loss of a
     batch, and how histories become model inputs for scoring.
     """
 
     name = "sequential"
-    extra_defaults: dict[str, Any] = {}
+    params_class: type[SequentialParams] = SequentialParams  # a model with params of its own subclasses it
 
     # -- what a model supplies --
     @abc.abstractmethod
@@ -258,7 +253,7 @@ class SequentialAdapter(Adapter):
     def prepare(self, train: TrainView) -> None:
         """Everything before the first epoch: parameters, training windows, ranking rule, a fresh model."""
         torch = _torch()
-        self._p = p = resolve_params(self.name, self.params, self.extra_defaults)
+        self._p = p = resolve_params(self.params_class, self.params, f"{self.name}: {self.submission_dir / 'config.toml'}")
         if p["threads"]:
             torch.set_num_threads(p["threads"])
         self._device = torch.device("cuda" if p["device"] == "auto" and torch.cuda.is_available() else

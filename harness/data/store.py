@@ -21,8 +21,8 @@ import numpy as np
 from harness import settings
 from harness.data.fingerprint import FORMAT_VERSION
 from harness.data.spec import DatasetSpec
-from harness.errors import HarnessError
 from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
+from harness.errors import HarnessError
 
 # Per recommendation split, which positions of a user's sequence a request may see: validation predicts
 # t-1 so it sees 1..t-2 (also all that training sees), test predicts t and sees 1..t-1.

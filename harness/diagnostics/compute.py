@@ -28,9 +28,9 @@ from harness.diagnostics.pairs import (
     relevant_pairs,
     search_training_incidence,
 )
+from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 from harness.diagnostics.redundancy import redundancy_table
 from harness.errors import HarnessError
-from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 
 DIAGNOSTICS_VERSION = 1
 OTHER_TASK: dict[str, Task] = {"rec": "search", "search": "rec"}

@@ -45,8 +45,8 @@ from harness.diagnostics.pairs import (
     history_target_pairs,
     relevant_pairs,
 )
-from harness.errors import HarnessError
 from harness.data.views import RecExamples
+from harness.errors import HarnessError
 
 # Per-query recall differences this small are float rounding (as in harness.metrics.significance).
 _FLOAT_NOISE = 1e-12

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from harness.errors import HarnessError
 from harness.data.views import RecExamples, SearchExamples
+from harness.errors import HarnessError
 
 # X X^T is formed outright when it has at most this many multiply-adds (sum over contexts of size^2), so
 # at most as many stored entries of ~24 bytes (<= ~0.5 GB); then a pair costs one binary search. Above it,

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+import typing
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -44,10 +45,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from harness.data.spec import DatasetSpec
+from harness.data.views import TASKS, RecExamples, SearchExamples, Task, TrainView
 from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.protocol.adapter import Adapter
-from harness.data.views import TASKS, RecExamples, SearchExamples, Task, TrainView
+from harness.protocol.params import checked_value, parse_params
 
 DEFAULT_VALID_K = 10  # when neither params.valid_k nor the training view names the dataset's headline K
 _CAP_STREAM = 11  # random stream of the per-item cap (validation sampling uses 7): [seed, stream, task]
@@ -106,12 +108,7 @@ class T5Params:
 
     @classmethod
     def _parse(cls, params: Mapping[str, Any], where: str, prefix: str) -> "T5Params":
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            table = "[params]" if prefix == "params" else prefix
-            raise HarnessError(f"{where}: unknown {table} key(s) {unknown}; allowed: {', '.join(known)}")
-        out = cls(**_checked_params(params, where, prefix))
+        out = parse_params(cls, params, where=where, prefix=prefix)  # keys and types, as every adapter's
         out._check_ranges(where, prefix)
         return out
 
@@ -155,29 +152,13 @@ class T5Params:
                                f"{sorted(tasks)}: remove the key(s) or add the task(s)")
 
 
-_TYPES = {"str": str, "bool": bool, "int": int, "float": (int, float), "dict": dict}
-
-
 def _checked_params(params: Mapping[str, Any], where: str, prefix: str) -> dict[str, Any]:
-    types = {f.name: f.type for f in fields(T5Params)}
-    return {name: _checked_param(name, value, types[name], where, prefix) for name, value in params.items()}
+    hints = typing.get_type_hints(T5Params)
+    return {name: checked_value(value, hints[name], where, f"{prefix}.{name}") for name, value in params.items()}
 
 
 def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "by_dataset"}
-
-
-def _checked_param(name: str, value: Any, annotation: str, where: str, prefix: str = "params") -> Any:
-    """Check a TOML value against the field's annotation (a string: `from __future__ import annotations`)."""
-    optional = "None" in annotation
-    base = annotation.replace(" | None", "").strip()
-    if value is None and optional:
-        return None
-    expected = _TYPES[base]
-    ok = isinstance(value, expected) and not (base in ("int", "float") and isinstance(value, bool))
-    if not ok:
-        raise HarnessError(f"{where}: {prefix}.{name} = {value!r} must be {'a' if base != 'int' else 'an'} {base}")
-    return float(value) if base == "float" else value
 
 
 class GenerativeT5Adapter(Adapter):

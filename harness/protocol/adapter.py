@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
 from harness.data.views import RecExamples, SearchExamples, Task, TrainView
+from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
 
 
 class Adapter(abc.ABC):

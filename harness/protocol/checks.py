@@ -6,8 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.errors import HarnessError
 from harness.data.views import RecExamples, SearchExamples, Task
+from harness.errors import HarnessError
 
 
 def _describe_request(task: Task, requests: RecExamples | SearchExamples, i: int) -> str:

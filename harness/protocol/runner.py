@@ -26,13 +26,13 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.data.spec import DatasetSpec
+from harness.data.views import Task
 from harness.errors import HarnessError
 from harness.io import atomic_path, write_json_atomic
 from harness.protocol.checks import check_rankings
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, check_decoding
 from harness.protocol.record import assemble_and_write
 from harness.protocol.submission import Submission
-from harness.data.views import Task
 from harness.records.provenance import PROTOCOL_VERSION, results_folder
 
 REQUEST_BATCH = 1024  # requests handed to retrieve() at a time; adapters batch further inside

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.data.views import TASKS, Task
 from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.protocol.adapter import Adapter
-from harness.data.views import TASKS, Task
 from harness.registry import import_object
 
 CONFIG_FILE = "config.toml"
