@@ -92,29 +92,34 @@ def summarise(values: Mapping[Metric, np.ndarray]) -> dict[Metric, tuple[float |
 
 
 def seed_average(per_seed: Mapping[int, Mapping[Metric, np.ndarray]]) -> dict[Metric, np.ndarray]:
-    """Per-query values averaged over seeds (what the significance test compares)."""
+    """Per-query values averaged over seeds (what the significance test compares); NaN outside a segment."""
     seeds = _same_queries_every_seed(per_seed)
     metrics = per_seed[seeds[0]].keys() if seeds else ()
-    return {m: np.mean([per_seed[s][m] for s in seeds], axis=0) for m in metrics}
+    with np.errstate(invalid="ignore"):  # a query's segment does not depend on the seed: NaNs line up
+        return {m: np.stack([per_seed[s][m] for s in seeds]).mean(axis=0) for m in metrics}
 
 
 def metrics_block(per_seed: Mapping[int, Mapping[Metric, np.ndarray]]) -> dict[str, dict]:
     """The result record's metrics for one task: {"R@10": {"mean", "n", "per_seed": {"0": ...}}}.
 
-    `per_seed` holds the seeds whose unit finished. "mean" is the mean over seeds of the per-seed means,
-    which equals the mean of the seed-averaged per-query values because every seed scores the same
-    queries in the same segments. "n" is the number of queries in the metric's segment.
+    `per_seed` holds the seeds whose unit finished. "mean" is the mean over the segment's queries of the
+    seed-averaged per-query values (`seed_average`, what the tests compare), which equals the mean of the
+    per-seed means because every seed scores the same queries in the same segments. "n" is the number of
+    queries in the metric's segment. The record writer uses exactly this: one implementation.
     """
     seeds = _same_queries_every_seed(per_seed)
     if not seeds:
         return {}
+    averaged = seed_average(per_seed)
     summaries = {seed: summarise(per_seed[seed]) for seed in seeds}
     block = {}
     for metric in sorted(per_seed[seeds[0]]):
-        n = summaries[seeds[0]][metric][1]
-        seed_means = {str(seed): summaries[seed][metric][0] for seed in seeds}
-        mean = float(np.mean(list(seed_means.values()))) if n else None
-        block[str(metric)] = {"mean": mean, "n": n, "per_seed": seed_means}
+        n = int(np.isfinite(averaged[metric]).sum())
+        block[str(metric)] = {
+            "mean": float(np.nanmean(averaged[metric])) if n else None,
+            "n": n,
+            "per_seed": {str(seed): summaries[seed][metric][0] for seed in seeds},
+        }
     return block
 
 

@@ -40,7 +40,7 @@ def _safe_id(value: Any) -> str:
 
 
 def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, total_s: float) -> dict:
-    from harness.metrics.measures import Metric, standard_metrics
+    from harness.metrics.measures import Metric, metrics_block, seed_average
     from harness.metrics.recall import recall_at_k
     from harness.records.files import per_query_table, write_record_folder
     from harness.records.validate import SCHEMA_VERSION
@@ -49,7 +49,6 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
     head_fraction = float(ds.manifest.get("split_params", {}).get("head_fraction", 0.01))
     params = protocol_params(ds.headline_k, head_fraction, runner.decoding)
     ks = params["ks"]
-    metrics_list = standard_metrics(ks)
     catalogue = ds.catalogue()
     ok_units = sorted((u for u in units if u.status == "ok"), key=lambda u: u.seed)
 
@@ -69,20 +68,8 @@ def assemble_and_write(*, runner, ds, folder: Path, units, started_at: str, tota
             runs.setdefault(task, {})[unit.seed] = (qids, unit.rankings[task])
         if not per_seed:
             continue
-        metrics[task] = {}
-        means = {}
-        for metric in metrics_list:
-            stacked = np.stack([per_seed[s][metric] for s in sorted(per_seed)])
-            with np.errstate(invalid="ignore"):
-                mean_q = stacked.mean(axis=0)  # a query's segment does not depend on the seed: NaNs line up
-            n = int(np.isfinite(mean_q).sum())
-            metrics[task][str(metric)] = {
-                "mean": float(np.nanmean(mean_q)) if n else None,
-                "n": n,
-                "per_seed": {str(s): _nanmean_or_none(per_seed[s][metric]) for s in sorted(per_seed)},
-            }
-            means[str(metric)] = mean_q
-        seed_mean[task] = (qids, means)
+        metrics[task] = metrics_block(per_seed)
+        seed_mean[task] = (qids, {str(m): values for m, values in seed_average(per_seed).items()})
 
     significance, comparison_notes = _significance(runner, ds, seed_mean, params, Metric, [u.seed for u in ok_units])
     diagnostics: dict[str, Any] = {}
@@ -168,11 +155,6 @@ def list_stats(ok_units, tasks, depth: int) -> dict[str, Any]:
     return out
 
 
-def _nanmean_or_none(values: np.ndarray) -> float | None:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else None
-
-
 def _significance(
     runner, ds, seed_mean, params, Metric, my_seeds: list[int]
 ) -> tuple[dict[str, list], list[dict[str, Any]]]:
@@ -252,31 +234,16 @@ def _significance(
 
 
 def _reference_means(table, task: str) -> tuple[list[str], dict[str, np.ndarray]] | None:
-    """Per-query values of one task averaged over the reference's seeds, keyed by metric name."""
+    """Per-query values of one task averaged over the reference's seeds, keyed by metric name: the same averaging
+    the gate reads records with (records.files.seed_averaged). None when the reference scored nothing for it."""
     import pyarrow.compute as pc
 
-    if table is None or table.num_rows == 0:
+    from harness.records.files import seed_averaged
+
+    if table is None or not pc.any(pc.equal(table["task"], task)).as_py():
         return None
-    rows = table.filter(pc.equal(table["task"], task))
-    if rows.num_rows == 0:
-        return None
-    qid_col = rows["qid"].to_pylist()
-    qids = list(dict.fromkeys(qid_col))
-    index = {q: i for i, q in enumerate(qids)}
-    rows_idx = np.array([index[q] for q in qid_col])
-    counts = np.bincount(rows_idx, minlength=len(qids)).astype(float)
-    means = {}
-    for name in rows.column_names:
-        if not name.startswith("R@"):
-            continue
-        values = rows[name].to_numpy(zero_copy_only=False).astype(float)
-        sums = np.bincount(rows_idx, weights=np.nan_to_num(values, nan=0.0), minlength=len(qids))
-        nan_rows = np.bincount(rows_idx, weights=np.isnan(values).astype(float), minlength=len(qids))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = sums / counts
-        mean[nan_rows > 0] = np.nan
-        means[name] = mean
-    return qids, means
+    qids, values = seed_averaged(table, task)
+    return list(qids), {str(metric): v for metric, v in values.items()}
 
 
 def _reference_rankings(runner, ds, reference: str, seed: int, task: str) -> np.ndarray | None:
