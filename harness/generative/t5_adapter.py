@@ -319,18 +319,24 @@ class GenerativeT5Adapter(Adapter):
             chosen = examples.select(picked)
             relevant = ([np.array([t]) for t in chosen.target] if task == "rec"
                         else [chosen.relevant(i) for i in range(len(chosen))])
-            samples[task] = (self._encode(task, chosen), relevant)
+            offsets = np.concatenate([[0], np.cumsum([len(r) for r in relevant])]).astype(np.int64)
+            samples[task] = (self._encode(task, chosen), offsets, np.concatenate(relevant).astype(np.int64))
         if not samples:
             return None
         k = min(k, self.n_items - self.n_items % 2)
         if k < 2:
             return None
 
+        from harness.metrics import Metric, recall_at_k
+
+        no_head = np.zeros(self.n_items, dtype=bool)  # validation reports recall over all targets only
+
         def validate(module) -> dict[str, float]:
             out = {}
-            for task, (sources, relevant) in samples.items():
+            for task, (sources, offsets, items) in samples.items():
                 ranked = self._decode(module, sources, k)
-                out[task] = float(np.mean([recall(r, rel) for r, rel in zip(ranked, relevant)]))
+                values = recall_at_k(ranked, offsets, items, no_head, [k])[Metric("R", k, "all")]
+                out[task] = float(np.nanmean(values))
             return out
 
         return validate
@@ -534,8 +540,3 @@ def unique_in_order(items: np.ndarray) -> np.ndarray:
     items = items[items >= 0]
     _, first = np.unique(items, return_index=True)
     return items[np.sort(first)]
-
-
-def recall(ranked: np.ndarray, relevant: np.ndarray) -> float:
-    """|ranked ∩ relevant| / |relevant| (ranked padded with -1)."""
-    return float(np.isin(relevant, ranked[ranked >= 0]).sum()) / max(1, len(relevant))
