@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from harness.generative.t5_adapter import GenerativeT5Adapter, T5Params, unique_in_order
+from harness.generative.params import T5Params
+from harness.generative.t5_adapter import GenerativeT5Adapter, unique_in_order
 from harness.protocol.submission import load_submission
 from test_t5_toy import toy_view
 
