@@ -20,9 +20,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from harness.data.compile import SplitParams, compile_dataset
+from harness.data.compile import compile_dataset
 from harness.data.fingerprint import FINGERPRINT_TABLES, canonical_query, compute_fingerprint
 from harness.data.sources.base import SourceResult
+from harness.data.split_params import SplitParams
 from harness.data.store import CompiledDataset
 from harness.errors import HarnessError
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.generative import decoder_steps, decoding
+from harness.generative import beam_step, decoder_steps
 from harness.generative.decoding import DecodeOutput, diverse_beam_search
 from harness.generative.trie import DEAD, PrefixTrie
 
@@ -258,7 +258,7 @@ def test_matches_reference_on_random_t5(name, steps, tiny_t5, monkeypatch):
     ref_sequences = ref_sequences[:, 1:].reshape(batch, returned, -1)
     ref_scores = ref_scores.view(batch, returned)
     for shortlists in (True, False):  # the shortlist path with its exact fallback, and the exact path alone
-        monkeypatch.setattr(decoding, "_USE_SHORTLISTS", shortlists)
+        monkeypatch.setattr(beam_step, "_USE_SHORTLISTS", shortlists)
         ours = diverse_beam_search(tiny_t5, input_ids, attention_mask, constraint=trie, **settings)
         assert ours.sequences.tolist() == ref_sequences.tolist(), f"shortlists={shortlists}"
         torch.testing.assert_close(ours.scores, ref_scores, atol=1e-5, rtol=0)
@@ -270,7 +270,7 @@ def test_atomic_decoding_needs_no_full_vocabulary_ranking(tiny_t5, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("fell back to the exact [beams, vocab] ranking")
 
-    monkeypatch.setattr(decoding, "_exact_ranking", refuse)
+    monkeypatch.setattr(beam_step, "_exact_ranking", refuse)
     input_ids, attention_mask = _inputs(4, seed=3)
     trie = PrefixTrie(ATOMIC, eos_token_id=EOS)
     out = diverse_beam_search(

@@ -1,6 +1,6 @@
 """The model calls of the diverse beam search decoder: the encoder once, then one cached decoder step at a time.
 
-Rows, not beams: each step runs on the batch's distinct (input, prefix) pairs (see decoding._BeamState), ordered
+Rows, not beams: each step runs on the batch's distinct (input, prefix) pairs (see beam_state.BeamState), ordered
 by input. Two implementations of the same interface (`step`, `reorder`):
 
 - `T5Steps`, for transformers' T5ForConditionalGeneration in float32. It runs the model's own modules (layer
