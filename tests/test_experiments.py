@@ -74,7 +74,7 @@ def experiment(subs: Path, out: Path, *args: str) -> int:
 
 
 def fit_calls(subs: Path, name: str, dataset: str, seed: int = 0) -> int:
-    from harness.protocol.runner import Runner
+    from harness.runner import Runner
 
     runner = Runner(load_submission(subs / name), out_dir=Path("unused"))
     with CompiledDataset.open(dataset) as ds:
@@ -192,7 +192,7 @@ def test_cap_runs_a_capped_variant_per_cap_with_its_own_config_and_workdir(subs,
     assert record["submission"]["config"]["references"] == {"rec": "gen_r"}
     assert record["significance"]["rec"][0]["reference"] == "gen_r"
     # the variant trained in its own work folder, with the cap among its params
-    from harness.protocol.runner import Runner
+    from harness.runner import Runner
 
     joint = load_submission(subs / "joint")
     capped = variant(joint, suffix="cap-search2", display_suffix="(search capped at 2/item)", params={"cap_per_item": {"search": 2}},

@@ -347,7 +347,24 @@ def test_committed_baselines_match_the_compiled_simulations():
 def test_every_cutoff_with_metrics_all(baseline, tmp_path):
     assert gate(POP_REC, baseline, "--metrics", "all", "--tolerance", "0", "--report", str(tmp_path / "r.json")) == 0
     metrics = {row["metric"] for row in report_of(tmp_path / "r.json")["rows"]}
-    assert metrics == {f"R@{k}{s}" for k in (1, 5, 10) for s in ("", "/head", "/torso")}  # the sims' ks
+    # every measure the baseline record lists (R, RR, nDCG), at the sims' ks
+    assert metrics == {f"{m}@{k}{s}" for m in ("R", "RR", "nDCG") for k in (1, 5, 10) for s in ("", "/head", "/torso")}
+
+
+def test_metrics_all_against_a_record_from_before_measures_compares_recall_only(baseline, tmp_path):
+    """A baseline written before records listed their measures holds Recall only: --metrics all compares that."""
+    import json
+    import shutil
+
+    old = shutil.copytree(baseline, tmp_path / "old")
+    for path in old.rglob("record.json"):
+        record = json.loads(path.read_text())
+        record["schema_version"] = "1.1"
+        del record["measures"]
+        path.write_text(json.dumps(record))
+    assert gate(POP_REC, old, "--metrics", "all", "--tolerance", "0", "--report", str(tmp_path / "r.json")) == 0
+    metrics = {row["metric"] for row in report_of(tmp_path / "r.json")["rows"]}
+    assert metrics == {f"R@{k}{s}" for k in (1, 5, 10) for s in ("", "/head", "/torso")}
 
 
 def test_a_dataset_outside_the_profile_is_refused(baseline, capsys):

@@ -183,7 +183,7 @@ def test_agrees_with_pytrec_eval_on_queries_it_scores(segment):
 
 
 def test_large_case_crosses_chunk_boundaries(monkeypatch):
-    import harness.metrics.recall as recall
+    import harness.metrics.scoring as recall
 
     rankings, offsets, items, is_head = random_case(seed=5, n_queries=200)
     whole = recall_at_k(rankings, offsets, items, is_head, KS)

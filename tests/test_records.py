@@ -9,11 +9,11 @@ import pytest
 
 import harness.records.files as files_module
 from harness.errors import HarnessError
+from harness.evaluation.comparison import paired_tests
 from harness.metrics import Metric, metrics_block, recall_at_k, standard_metrics
 from harness.records import (
     SCHEMA_VERSION,
     load_schema,
-    paired_seed_averages,
     per_query_table,
     read_per_query,
     read_record,
@@ -134,9 +134,9 @@ def test_unknown_top_level_field_is_named():
 
 def test_unknown_field_from_a_newer_minor_names_both_versions():
     record = example_record()
-    record["schema_version"] = "1.2"
+    record["schema_version"] = "1.3"
     record["calibration"] = {}
-    _raises(record, "unknown field 'calibration'", "uses schema 1.2", "knows 1.1")
+    _raises(record, "unknown field 'calibration'", "uses schema 1.3", "knows 1.2")
 
 
 def test_lists_are_checked_against_the_seeds_and_the_depth():
@@ -420,11 +420,21 @@ def test_seed_averages_pair_by_query_id():
     for metric in standard_metrics([1, 10]):
         direct = (values_by_seed[0][metric] + values_by_seed[1][metric]) / 2
         np.testing.assert_allclose(ours[metric], direct[order])
-    reference = table.slice(0, 30)  # seed 0 only
-    _, b = paired_seed_averages(table, reference, "rec", source="x", reference_source="y")
-    np.testing.assert_allclose(b[Metric("R", 10)], values_by_seed[0][Metric("R", 10)][order])
-    with pytest.raises(HarnessError, match="different queries"):
-        paired_seed_averages(table, table.slice(0, 29), "rec", source="x", reference_source="y")
+    ref_qids, reference = seed_averaged(table.slice(0, 30), "rec")  # seed 0 only
+    np.testing.assert_allclose(reference[Metric("R", 10)], values_by_seed[0][Metric("R", 10)][order])
+    # the evaluation stage pairs the two tables on the query id, whatever their order
+    shuffled = np.random.default_rng(0).permutation(len(ref_qids))
+    tests, missing = paired_tests(ours_qids, ours, ref_qids[shuffled], {m: v[shuffled] for m, v in reference.items()},
+                                  [Metric("R", 10)], alpha=0.05, source="x", reference_source="y")
+    assert missing == [] and tests[0].mean == pytest.approx(np.mean(ours[Metric("R", 10)]))
+    assert tests[0].reference_mean == pytest.approx(np.mean(values_by_seed[0][Metric("R", 10)]))
+    tests, missing = paired_tests(ours_qids, ours, ref_qids, reference, [Metric("nDCG", 10)], alpha=0.05, source="x",
+                                  reference_source="y")
+    assert tests == [] and missing == [Metric("nDCG", 10)]
+    _, shorter = seed_averaged(table.slice(0, 29), "rec")
+    with pytest.raises(HarnessError, match="x and y: they score different queries"):
+        paired_tests(ours_qids, ours, ref_qids[:29], shorter, [Metric("R", 10)], alpha=0.05, source="x",
+                     reference_source="y")
 
 
 def test_bad_per_query_file_is_reported(tmp_path):

@@ -14,7 +14,7 @@ from harness.cli import main
 from harness.data.compile import build_dataset
 from harness.data.store import CompiledDataset
 from harness.errors import HarnessError
-from harness.protocol.runner import Runner
+from harness.runner import Runner
 from harness.protocol.submission import load_submission
 from harness.records.validate import read_record
 

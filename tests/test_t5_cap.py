@@ -11,7 +11,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.generative.t5_adapter import GenerativeT5Adapter, cap_per_item
-from harness.protocol.runner import Runner
+from harness.runner import Runner
 from harness.protocol.submission import load_submission
 from test_t5_toy import toy_view
 

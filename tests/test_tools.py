@@ -36,22 +36,22 @@ def test_t5_learning_curves_prints_one_line_per_epoch(tmp_path):
 
 
 def test_no_import_cycle_among_the_harness_modules():
-    """`python tools/import_cycles.py` is the check anyone can run; every import counts, inside functions too."""
+    """`python tools/check_imports.py` is the check anyone can run; every import counts, inside functions too."""
     sys.path.insert(0, str(REPO / "tools"))
     try:
-        import import_cycles
+        import check_imports
     finally:
         sys.path.pop(0)
-    assert import_cycles.cycles(import_cycles.import_graph()) == []
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "import_cycles.py")], capture_output=True, text=True,
+    assert check_imports.cycles(check_imports.import_graph()) == []
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "check_imports.py")], capture_output=True, text=True,
                           timeout=120, cwd=REPO)
-    assert done.returncode == 0 and "no import cycle" in done.stdout
+    assert done.returncode == 0 and "no import cycle and no import against the layers" in done.stdout
 
 
 def test_the_cycle_check_finds_cycles_through_function_level_and_relative_imports(tmp_path):
     sys.path.insert(0, str(REPO / "tools"))
     try:
-        import import_cycles
+        import check_imports
     finally:
         sys.path.pop(0)
     pkg = tmp_path / "harness"
@@ -61,6 +61,26 @@ def test_the_cycle_check_finds_cycles_through_function_level_and_relative_import
     (pkg / "a.py").write_text("def f():\n    from harness.sub import b\n")  # inside a function: still an edge
     (pkg / "sub" / "b.py").write_text("from .. import a\n")  # relative, one level up
     (pkg / "sub" / "c.py").write_text("import harness.a\n")
-    graph = import_cycles.import_graph(tmp_path)
+    graph = check_imports.import_graph(tmp_path)
     assert graph["harness.a"] == {"harness.sub.b"} and graph["harness.sub.b"] == {"harness.a"}
-    assert import_cycles.cycles(graph) == [["harness.a", "harness.sub.b"]]
+    assert check_imports.cycles(graph) == [["harness.a", "harness.sub.b"]]
+
+
+def test_the_layer_check_finds_upward_imports_and_unplaced_packages():
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import check_imports
+    finally:
+        sys.path.pop(0)
+    assert check_imports.upward_imports(check_imports.import_graph()) == []
+    graph = {
+        "harness.data.store": {"harness.errors", "harness.records.files"},  # data below records: upward
+        "harness.records.files": {"harness.data.store"},  # downward: fine
+        "harness.gate.compare": {"harness.leaderboard.tables"},  # one layer: fine
+        "harness.newthing.x": set(),  # a package no layer names
+    }
+    layers = [{"errors"}, {"data"}, {"records"}, {"gate", "leaderboard"}]
+    assert check_imports.upward_imports(graph, layers) == [
+        "harness.data.store -> harness.records.files",
+        "harness.newthing.x: its package 'newthing' is in no layer of LAYERS",
+    ]

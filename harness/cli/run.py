@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.protocol.references import resolve_references
-    from harness.protocol.runner import Runner, is_writing_rank
+    from harness.protocol.units import is_writing_rank
+    from harness.runner import Runner
     from harness.protocol.submission import load_submission
 
     submission = load_submission(args.submission)

@@ -73,7 +73,7 @@ def compute_diagnostics(
 
     rankings_*: int64 [n_requests, depth], -1 padded, the test requests in the same order on both sides.
     requests: the test requests (recommendation: histories; search: queries). rel_offsets / rel_items:
-    the held-out relevance in CSR form, as harness.protocol.record.targets() gives it (recommendation:
+    the held-out relevance in CSR form, as harness.evaluation.scoring.targets() gives it (recommendation:
     exactly one target per request). per_query_*: each model's headline per-query recall (R@K, all
     segment; NaN where undefined), averaged over seeds or for one seed, as the caller decides.
     """

@@ -78,7 +78,7 @@ class Context:
     def run(self, submission: Submission, dataset: str) -> dict[str, Any]:
         """Run (or resume) one submission on one dataset; the record it left. A failed unit stops the experiment
         with its message: a summary over missing numbers would mislead."""
-        from harness.protocol.runner import Runner
+        from harness.runner import Runner
 
         runner = Runner(submission, out_dir=self.results, cache_dir=self.cache_dir, progress=self.progress,
                         log=self.log, decoding=self.decoding)

@@ -25,7 +25,7 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
                    command: str = "") -> Summary:
     from harness.data.spec import DatasetSpec
     from harness.data.store import CompiledDataset
-    from harness.protocol.runner import EMBEDDINGS_FILE, INITIAL_EMBEDDINGS_FILE
+    from harness.protocol.units import EMBEDDINGS_FILE, INITIAL_EMBEDDINGS_FILE
 
     joint = ctx.joint_submission()
     name = ctx.dataset(dataset)

@@ -18,11 +18,13 @@ import math
 from dataclasses import dataclass, field
 
 from harness.errors import HarnessError
+from harness.evaluation.comparison import paired_tests
+from harness.evaluation.scoring import headline_metrics
 from harness.gate.baseline import RecordFolder
-from harness.metrics.measures import SEGMENTS, Metric
 from harness.gate.profiles import METRIC_SETS
-from harness.metrics.significance import PairedTTest, compare, paired_ttest
-from harness.records.files import paired_seed_averages, read_per_query
+from harness.metrics.measures import HEADLINE_MEASURE, SEGMENTS, Metric
+from harness.metrics.significance import PairedTTest, compare
+from harness.records.files import read_per_query, seed_averaged
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,14 @@ class _Pending:
 
 
 def gate_metrics(record: dict, which: str) -> list[Metric]:
-    """headline: R@K over all / head / torso at the record's headline K; all: every cutoff of the record."""
+    """headline: R@K over all / head / torso at the record's headline K; all: every cutoff of every measure the
+    (baseline) record holds (its `measures`; Recall alone for a record written before measures were listed)."""
     params = record["protocol"]["params"]
     if which == "headline":
-        return [Metric("R", params["headline_k"], segment) for segment in SEGMENTS]
+        return headline_metrics(params["headline_k"])
     if which == "all":
-        return [Metric("R", k, segment) for k in params["ks"] for segment in SEGMENTS]
+        measures = record.get("measures") or [HEADLINE_MEASURE]
+        return [Metric(code, k, segment) for code in measures for k in params["ks"] for segment in SEGMENTS]
     raise HarnessError(f"metric set {which!r} is unknown; give one of {', '.join(METRIC_SETS)}")
 
 
@@ -102,15 +106,11 @@ def compare_pair(now: RecordFolder, base: RecordFolder, *, alpha: float, metrics
         if task not in now.record["metrics"]:
             problems.append(f"{label}: the baseline scores task {task!r}, the new record does not")
             continue
-        values, reference = paired_seed_averages(
-            now_table, base_table, task, source=str(now.folder), reference_source=str(base.folder)
-        )
-        for metric in gate_metrics(base.record, metrics):
-            if metric not in values or metric not in reference:
-                problems.append(f"{label}: {task} {metric} is missing from one side's per-query scores")
-                continue
-            test = paired_ttest(values[metric], reference[metric], metric=str(metric), alpha=alpha)
-            tests.append(_Pending(now.submission, now.dataset, task, test))
+        (qids, values), (ref_qids, reference) = seed_averaged(now_table, task), seed_averaged(base_table, task)
+        found, missing = paired_tests(qids, values, ref_qids, reference, gate_metrics(base.record, metrics), alpha=alpha,
+                                      source=f"{now.folder} (task {task!r})", reference_source=str(base.folder))
+        problems.extend(f"{label}: {task} {metric} is missing from one side's per-query scores" for metric in missing)
+        tests.extend(_Pending(now.submission, now.dataset, task, test) for test in found)
     return tests, problems
 
 

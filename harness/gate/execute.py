@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 from harness.gate.baseline import RecordFolder, open_record_folder
-from harness.protocol.runner import Runner
+from harness.runner import Runner
 from harness.protocol.submission import Submission
 from harness.records.files import RECORD_FILE
 from harness.records.provenance import results_folder

@@ -1,25 +1,35 @@
-"""Metrics (Recall@K over all / head / torso relevant items) and paired significance tests.
+"""Metrics (Recall@K, the headline, and every registered measure over all / head / torso relevant items) and
+paired significance tests.
 
-`measures` and `recall` need only numpy; `significance` loads scipy, so it is imported on first use.
+`measures` and `scoring` need only numpy; `significance` loads scipy, so it is imported on first use.
 """
 
 from harness.metrics.measures import (
-    MEASURES,
+    HEADLINE_MEASURE,
     SEGMENTS,
+    Measure,
     Metric,
     metrics_block,
     seed_average,
+    register,
+    registry,
     standard_metrics,
     summarise,
 )
-from harness.metrics.recall import recall_at_k, segment_counts
+from harness.metrics.measures import SegmentHits
+from harness.metrics.scoring import recall_at_k, score, segment_counts
 
 _SIGNIFICANCE = ("PairedTTest", "paired_ttest", "holm", "compare", "compare_values")
 
 __all__ = [
-    "MEASURES",
+    "HEADLINE_MEASURE",
     "SEGMENTS",
+    "Measure",
     "Metric",
+    "SegmentHits",
+    "register",
+    "registry",
+    "score",
     "metrics_block",
     "recall_at_k",
     "seed_average",

@@ -2,6 +2,11 @@
 `Metric.parse("R@30/head")` gives it back. That string is the key in result records, the column name in
 per-query Parquet files and the column on the leaderboard; there is no second table of labels.
 
+Measures are plugins: each is one file in `harness/metrics/builtin/` that calls `register(Measure(...))` under its
+ir_measures name ("R", "nDCG", "RR"); `registry()` imports that folder's modules the first time it is asked, so a
+new measure is a new file there and nothing else (docs/result-format.md, "Measures"). Recall is the headline, as
+in the paper; the others are reported beside it and never enter the significance tests.
+
 Segments (the paper's Table 5): `all` counts every relevant item of a query; `head` only the query's
 relevant items that are in the task's head (top 1% most popular training items); `torso` only the rest.
 The `all` segment has no suffix: `R@30` is the one spelling of it.
@@ -9,18 +14,89 @@ The `all` segment has no suffix: `R@30` is the one spelling of it.
 
 from __future__ import annotations
 
+import importlib
 import numbers
+import pkgutil
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
 from harness.errors import HarnessError
 
-# Measure code -> what it is. Add a code here (and its implementation) to extend the set.
-MEASURES: dict[str, str] = {"R": "Recall: |top-K ∩ relevant| / |relevant|"}
 SEGMENTS: tuple[str, ...] = ("all", "head", "torso")
+HEADLINE_MEASURE = "R"  # the paper's Recall@K: significance tests, the gate's default and the leaderboard's first view
+_BUILTIN_PACKAGE = "harness.metrics.builtin"
+
+
+# Position of a relevant item missing from the ranking: beyond every cutoff, including K > depth.
+ABSENT = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class SegmentHits:
+    """One segment's (query, relevant item) pairs: the query of each pair and the position (0 = top) at which its
+    item first appears in that query's ranking, ABSENT (beyond every cutoff) when it does not. What every measure is computed from."""
+
+    n_queries: int
+    pair_query: np.ndarray  # int64 [pairs]
+    position: np.ndarray  # int64 [pairs]
+    n_relevant: np.ndarray  # float64 [n_queries]: the query's relevant items in this segment
+
+    def per_query_sum(self, weights: np.ndarray) -> np.ndarray:
+        """float64 [n_queries]: the sum of a per-pair value over each query's pairs."""
+        return np.bincount(self.pair_query, weights=weights, minlength=self.n_queries)
+
+    def ratio(self, numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        """numerator / denominator per query, NaN where the denominator is 0 (the query is not in the segment)."""
+        out = np.full(numerator.shape, np.nan)
+        np.divide(numerator, denominator, out=out, where=denominator > 0)
+        return out
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One ranking measure with binary relevance, computed per query from where each relevant item first appears.
+
+    `per_query(hits, k)` gets one segment's (query, relevant item) pairs (SegmentHits) and
+    returns float64 [n_queries]; the scorer sets NaN for queries with no relevant item in the segment, so a measure
+    never has to. `code` is the ir_measures name, which the tests also use to check the measure against ir_measures
+    and `trec_eval` names pytrec_eval's (with its cutoff suffix, e.g. "ndcg_cut_{k}")."""
+
+    code: str
+    title: str  # what the leaderboard calls it, e.g. "Recall"
+    description: str
+    per_query: Callable[[SegmentHits, int], np.ndarray]
+    trec_eval: str
+
+
+_REGISTRY: dict[str, Measure] = {}
+_LOADED = False
+
+
+def register(measure: Measure) -> Measure:
+    """Add a measure under its code; a second measure under one code is an error (two files claim one name)."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", measure.code):
+        raise HarnessError(f"measure code {measure.code!r} must be letters, digits and _, starting with a letter")
+    known = _REGISTRY.get(measure.code)
+    if known is not None and known.per_query is not measure.per_query:
+        raise HarnessError(f"measure {measure.code!r} is registered twice ({known.per_query.__module__} and "
+                           f"{measure.per_query.__module__})")
+    _REGISTRY[measure.code] = measure
+    return measure
+
+
+def registry() -> dict[str, Measure]:
+    """{code: Measure}, the headline first, then by code. Loads every module of harness/metrics/builtin once."""
+    global _LOADED
+    if not _LOADED:
+        package = importlib.import_module(_BUILTIN_PACKAGE)  # a plugin folder: loaded by name, not imported above
+        for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
+            importlib.import_module(f"{_BUILTIN_PACKAGE}.{module}")
+        _LOADED = True
+    order = sorted(_REGISTRY, key=lambda code: (code != HEADLINE_MEASURE, code))
+    return {code: _REGISTRY[code] for code in order}
 
 _PATTERN = re.compile(r"^(?P<measure>[A-Za-z][A-Za-z0-9_]*)@(?P<k>[1-9][0-9]*)(?:/(?P<segment>[a-z]+))?$")
 
@@ -34,8 +110,8 @@ class Metric:
     segment: str = "all"
 
     def __post_init__(self) -> None:
-        if self.measure not in MEASURES:
-            known = ", ".join(sorted(MEASURES))
+        if self.measure not in registry():
+            known = ", ".join(registry())
             raise HarnessError(f"metric measure {self.measure!r} is unknown (known: {known})")
         object.__setattr__(self, "k", check_cutoff(self.k))  # numpy integers become int, so equal metrics hash equal
         if self.segment not in SEGMENTS:
@@ -64,7 +140,7 @@ class Metric:
             raise HarnessError(f"metric name {text!r}: {err}") from None
 
 
-def standard_metrics(ks: Iterable[int], measure: str = "R") -> list[Metric]:
+def standard_metrics(ks: Iterable[int], measure: str = HEADLINE_MEASURE) -> list[Metric]:
     """Every cutoff (ascending, deduplicated) x (all, head, torso), in that order."""
     ks = [check_cutoff(k) for k in ks]
     if not ks:

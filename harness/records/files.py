@@ -221,24 +221,6 @@ def seed_averaged(table: "pyarrow.Table", task: str) -> tuple[np.ndarray, dict[M
     return qids, values
 
 
-def paired_seed_averages(
-    table: "pyarrow.Table", reference: "pyarrow.Table", task: str, *, source: str, reference_source: str
-) -> tuple[dict[Metric, np.ndarray], dict[Metric, np.ndarray]]:
-    """Seed-averaged per-query values of a submission and its reference, aligned query by query.
-
-    The two must score the same queries of `task` (they ran on the same dataset fingerprint)."""
-    qids, values = seed_averaged(table, task)
-    ref_qids, ref_values = seed_averaged(reference, task)
-    if len(qids) != len(ref_qids) or (qids != ref_qids).any():
-        only_here = sorted(set(qids) - set(ref_qids))[:3]
-        only_there = sorted(set(ref_qids) - set(qids))[:3]
-        raise HarnessError(
-            f"{source} and {reference_source}: task {task!r} scores different queries "
-            f"({len(qids)} vs {len(ref_qids)}; only in the first: {only_here}, only in the second: {only_there})"
-        )
-    return values, ref_values
-
-
 def _check_per_query_columns(table: "pyarrow.Table", *, source: str) -> None:
     import pyarrow as pa
 

@@ -19,7 +19,7 @@ import jsonschema
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SCHEMA_FILE = "result-record.v1.json"
 _MAJOR, _MINOR = (int(part) for part in SCHEMA_VERSION.split("."))
 
@@ -137,8 +137,11 @@ def _consistency_problems(record: dict) -> Iterator[tuple[str, str]]:
         for task in record.get(block) or {}:
             if task not in tasks:
                 yield f"$.{block}.{task}", f"task {task!r} is not one the submission serves {sorted(tasks)}"
+    measures = record.get("measures")
     for task, values in record["metrics"].items():
         for name, value in values.items():
+            if measures is not None and name.split("@")[0] not in measures:
+                yield f"$.metrics.{task}['{name}']", f"measure {name.split('@')[0]!r} is not in $.measures {measures}"
             for seed in value["per_seed"]:
                 if int(seed) not in seeds:
                     yield f"$.metrics.{task}['{name}'].per_seed", f"seed {seed} is not in $.seeds {sorted(seeds)}"

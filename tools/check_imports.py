@@ -1,4 +1,9 @@
-"""Import cycles among the harness's modules: `python tools/import_cycles.py` (exit 1 and a list when any).
+"""The harness's import structure: `python tools/check_imports.py` exits 1 and lists every import cycle and every
+import against the layers.
+
+Layers follow the data flow (data -> adapters -> rankings -> evaluation -> records -> leaderboard / gate): a module
+may import its own package, a package on a lower layer, or a package on its own layer. LAYERS lists them from the
+bottom; a package missing from it is an error, so a new package has to be placed deliberately.
 
 Every `import` and `from ... import` of a `harness` module counts, at module level or inside a function: an
 import moved into a function to dodge a cycle is still a cycle in the design. `from harness.a import b` is an
@@ -13,6 +18,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Bottom first. A "package" is the second part of a module name (harness.data.store -> data; harness.errors -> errors).
+LAYERS: list[set[str]] = [
+    {"harness", "errors", "io", "settings", "registry"},  # the package's version, errors, atomic files, settings
+    {"metrics"},  # measures (a registry of plugins) and paired tests: numpy and scipy only
+    {"data"},  # compiled datasets and their views
+    {"diagnostics"},  # the paper's §7 diagnostics over a dataset's views
+    {"protocol"},  # the adapter contract, submissions, parameters, decodings, ranking checks, stored units
+    {"records"},  # result records: schema, files, provenance
+    {"evaluation"},  # scoring, comparison, significance: units -> records
+    {"runner"},  # the whole chain for one submission: data -> adapter -> units -> evaluation
+    {"baselines", "generative"},  # adapters (found by name through the registry, never imported by the runner)
+    {"experiments", "gate", "leaderboard"},  # readers of records
+    {"cli", "__main__"},
+]
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -94,13 +114,37 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def upward_imports(graph: dict[str, set[str]], layers: list[set[str]] = LAYERS) -> list[str]:
+    """"a -> b" for every import of a package on a higher layer than the importer's, and "a: not in LAYERS" for a
+    module of a package no layer names; sorted."""
+    rank = {package: i for i, packages in enumerate(layers) for package in packages}
+    found = set()
+    for module, targets in graph.items():
+        if layer_of(module) not in rank:
+            found.add(f"{module}: its package {layer_of(module)!r} is in no layer of LAYERS")
+            continue
+        for target in targets:
+            if rank.get(layer_of(target), -1) > rank[layer_of(module)]:
+                found.add(f"{module} -> {target}")
+    return sorted(found)
+
+
 def main() -> int:
-    found = cycles(import_graph())
+    graph = import_graph()
+    found = cycles(graph)
     for component in found:
         print("cycle: " + " <-> ".join(component))
-    if not found:
-        print("no import cycle among the harness's modules")
-    return 1 if found else 0
+    upward = upward_imports(graph)
+    for line in upward:
+        print("against the layers: " + line)
+    if not found and not upward:
+        print(f"no import cycle and no import against the layers among the harness's {len(graph)} modules")
+    return 1 if found or upward else 0
 
 
 if __name__ == "__main__":

@@ -1,59 +1,45 @@
-"""The one retrieval protocol: train each (dataset, seed) unit, ask for rankings, score them, write records.
+"""The one retrieval protocol, end to end: train each (dataset, seed) unit, ask for rankings, hand them to the
+evaluation stage, which scores them and writes the record.
 
-Data flow for one submission on one dataset:
+Data flow for one submission on one dataset (each stage a package):
 
-    CompiledDataset --train_view()--> adapter.fit
-                    --*_requests('test')--> adapter.retrieve --check_rankings--> rankings (stored per unit)
-    rankings + held-out targets --recall_at_k--> per-query values --> record folder (record.json, per_query.parquet, runs)
+    data:        CompiledDataset --train_view()--> adapter.fit
+    protocol:                    --*_requests('test')--> adapter.retrieve --check_rankings--> rankings (units)
+    evaluation:  rankings + held-out targets --metrics.score--> per-query values, significance, diagnostics
+    records:     --> record folder (record.json, per_query.parquet, TREC runs)
 
-A unit (dataset, seed) is stored as soon as it finishes (units/seed<k>/unit.json + rankings.npz, atomically), so
-a repeated or interrupted run recomputes nothing that finished; failed units are retried. The record is
-re-assembled from the stored units on every run, which also picks up reference records that appeared since.
+A unit (dataset, seed) is stored as soon as it finishes (harness.protocol.units), so a repeated or interrupted run
+recomputes nothing that finished; failed units are retried. The record is re-assembled from the stored units on
+every run, which also picks up reference records that appeared since.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from harness.data.spec import DatasetSpec
+from harness.data.store import CompiledDataset
 from harness.data.views import Task
 from harness.errors import HarnessError
-from harness.io import atomic_path, write_json_atomic
+from harness.evaluation.record import assemble_and_write
 from harness.protocol.checks import check_rankings
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, check_decoding
-from harness.protocol.record import assemble_and_write
 from harness.protocol.submission import Submission
+from harness.protocol.units import UnitOutcome, is_writing_rank, read_finished_unit, store_unit, unit_dir
 from harness.records.provenance import PROTOCOL_VERSION, results_folder
+from harness.settings import cache_dir
 
 REQUEST_BATCH = 1024  # requests handed to retrieve() at a time; adapters batch further inside
-
-
-@dataclass
-class UnitOutcome:
-    seed: int
-    status: str  # "ok" | "failed"
-    error: dict[str, str] | None
-    timings: dict[str, Any]
-    adapter_info: dict[str, Any]
-    rankings: dict[str, np.ndarray] = field(default_factory=dict)
-    item_embeddings: np.ndarray | None = None  # what Adapter.item_embeddings() gave, if anything
-    initial_item_embeddings: np.ndarray | None = None  # Adapter.initial_item_embeddings(): the same rows before training
-
-
-def is_writing_rank() -> bool:
-    """Under the `deepspeed` launcher every rank runs the whole harness (training is collective); only global rank 0
-    writes units, records and the site, so two ranks never race on one file. A plain process has no RANK: it writes."""
-    return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 @dataclass
@@ -90,8 +76,6 @@ class Runner:
     def plan(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> tuple[list[str], list[int]]:
         """(canonical dataset names, seeds) this run would use, checked before any work: every dataset compiled (or
         an error saying how to build it), the seeds distinct and >= 0, the adapter importable."""
-        from harness.data.store import CompiledDataset
-
         names = [str(DatasetSpec.parse(d)) for d in (datasets or self.sub.datasets)]
         seeds = list(seeds if seeds is not None else self.sub.seeds)
         bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
@@ -110,8 +94,6 @@ class Runner:
         return names, seeds
 
     def run(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> list[DatasetOutcome]:
-        from harness.data.store import CompiledDataset
-
         names, seeds = self.plan(datasets, seeds)
         outcomes = []
         for name in names:
@@ -134,10 +116,12 @@ class Runner:
         if not is_writing_rank():
             return DatasetOutcome(ds.name, folder, units)
         assemble_and_write(
-            runner=self,
+            sub=self.sub,
             ds=ds,
             folder=folder,
             units=units,
+            decoding=self.decoding,
+            out_dir=self.out_dir,
             started_at=started.isoformat(timespec="seconds"),
             total_s=time.perf_counter() - t0,
         )
@@ -148,14 +132,9 @@ class Runner:
         decoding = f" | {self.decoding}" if self.decoding != DEFAULT_DECODING else ""
         return f"[{self.sub.name} | {ds.name} | seed {seed}{decoding}]"
 
-    def _unit_dir(self, folder: Path, seed: int) -> Path:
-        return folder / "units" / f"seed{seed}"
-
     def workdir(self, ds, seed: int) -> Path:
         """The adapter's private folder: checkpoints survive interruption; a changed config starts afresh. Not keyed
         by the decoding: a second decoding of the same submission reuses the finished training."""
-        from harness.settings import cache_dir
-
         key = self.sub.config_hash.split(":")[-1][:12]
         return cache_dir(self.cache_dir) / "work" / f"{self.sub.name}-{key}" / DatasetSpec.parse(ds.name).slug / f"seed{seed}"
 
@@ -173,22 +152,8 @@ class Runner:
         return key
 
     def _load_unit(self, folder: Path, ds, seed: int) -> UnitOutcome | None:
-        unit_dir = self._unit_dir(folder, seed)
-        meta_path = unit_dir / "unit.json"
-        if not meta_path.is_file():
-            return None
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None  # unreadable: recompute rather than trust it
-        if meta.get("key") != self._unit_key(ds, seed) or meta.get("status") != "ok":
-            return None
-        try:
-            with np.load(unit_dir / "rankings.npz") as npz:
-                rankings = {task: npz[task] for task in self.sub.tasks}
-        except (OSError, KeyError, ValueError):
-            return None
-        return UnitOutcome(seed, "ok", None, meta["timings"], meta["adapter_info"], rankings)
+        unit = read_finished_unit(unit_dir(folder, seed), self.sub.tasks)
+        return unit if unit is not None and unit.key == self._unit_key(ds, seed) else None
 
     def _run_unit(self, ds, seed: int, adapter_cls, folder: Path) -> UnitOutcome:
         tag = self._tag(ds, seed)
@@ -254,37 +219,11 @@ class Runner:
         return np.concatenate(parts) if parts else np.full((0, depth), -1, dtype=np.int64)
 
     def _store_unit(self, folder: Path, ds, unit: UnitOutcome) -> None:
-        if not is_writing_rank():
-            return
-        unit_dir = self._unit_dir(folder, unit.seed)
-        unit_dir.mkdir(parents=True, exist_ok=True)
-        if unit.status == "ok":
-            with atomic_path(unit_dir / "rankings.npz", suffix=".npz") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, **unit.rankings)
-            for name, array in ((EMBEDDINGS_FILE, unit.item_embeddings),
-                                (INITIAL_EMBEDDINGS_FILE, unit.initial_item_embeddings)):
-                if array is not None:
-                    with atomic_path(unit_dir / name, suffix=".npy") as tmp:
-                        with open(tmp, "wb") as fh:
-                            np.save(fh, array)
-        # unit.json last: its presence (with status ok) is what marks the unit finished.
-        write_json_atomic(
-            unit_dir / "unit.json",
-            {
-                "key": self._unit_key(ds, unit.seed),
-                "status": unit.status,
-                "error": unit.error,
-                "timings": unit.timings,
-                "adapter_info": unit.adapter_info,
-            },
-        )
+        if is_writing_rank():
+            store_unit(unit_dir(folder, unit.seed), self._unit_key(ds, unit.seed), unit)
 
 
 # ---- small helpers ------------------------------------------------------------------------------------
-EMBEDDINGS_FILE = "item_embeddings.npy"
-INITIAL_EMBEDDINGS_FILE = "item_embeddings_initial.npy"
-
 
 def _checked_embeddings(value, n_items: int, adapter: str, method: str = "item_embeddings()") -> np.ndarray | None:
     """An adapter's item vectors as float32 [n_items, dim], or a clear error naming the adapter."""
@@ -301,8 +240,6 @@ def _checked_embeddings(value, n_items: int, adapter: str, method: str = "item_e
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr, mininterval=1.0)
 
 

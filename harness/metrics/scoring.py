@@ -1,46 +1,49 @@
-"""Recall@K per query, for all / head / torso relevant items (the paper's Table 5), vectorised.
+"""Per-query measures at cutoffs K for all / head / torso relevant items (the paper's Table 5), vectorised.
 
     R@K(q)         = |top-K(q) ∩ rel(q)| / |rel(q)|
     R@K/head(q)    = |top-K(q) ∩ rel(q) ∩ head| / |rel(q) ∩ head|      (only queries with a head relevant item)
     R@K/torso(q)   = |top-K(q) ∩ rel(q) \\ head| / |rel(q) \\ head|     (only queries with a torso relevant item)
 
+and likewise every registered measure (harness.metrics.measures.registry: nDCG, RR): a segment is scored as if
+the query's relevant items were only those in the segment, exactly what ir_measures or trec_eval give with qrels
+restricted to the segment.
+
 A query outside a segment gets NaN for that segment's metrics (it is not in that average); a query with an
 empty or short ranking scores 0 on what it missed and is always counted. A query with no relevant item
 at all is an error: the dataset layer guarantees none, so one here means the inputs are misaligned.
 
-This is the harness's one reference implementation of Recall; ir_measures, pytrec_eval and ranx only
-cross-check it in the tests. We write our own because none of them is vectorised over 10^5 queries with
-a head/torso split (each would need a qrels dict per segment and a Python loop over queries).
+This is the harness's one reference implementation; ir_measures, pytrec_eval and ranx only cross-check it in the
+tests. We write our own because none of them is vectorised over 10^5 queries with a head/torso split (each would
+need a qrels dict per segment and a Python loop over queries).
 
 How: one row per (query, relevant item) pair. For each pair, compare the item against its query's
-ranking row and keep the first position where it appears (a sentinel beyond every K if absent); then R@K
-is a bincount of "position < K" over pairs divided by the per-query number of relevant items. No sort, no
-Python loop over queries, and duplicates in a ranking cannot count twice (each relevant item is one pair).
+ranking row and keep the first position where it appears (a sentinel beyond every K if absent): a measure is then
+a bincount over the segment's pairs (recall: of "position < K"). No sort, no Python loop over queries, and
+duplicates in a ranking cannot count twice (each relevant item is one pair).
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.metrics.measures import SEGMENTS, Metric, check_cutoff
+from harness.metrics.measures import ABSENT, HEADLINE_MEASURE, SEGMENTS, Metric, SegmentHits, check_cutoff, registry
 
 # Pairs compared per chunk: bounds the temporary [pairs, depth] arrays to a few tens of MB.
 _CHUNK_PAIRS = 1 << 18
-# Position of a relevant item missing from the ranking: beyond every cutoff, including K > depth.
-_ABSENT = np.iinfo(np.int64).max
 
 
-def recall_at_k(
+def score(
     rankings: np.ndarray,
     rel_offsets: np.ndarray,
     rel_items: np.ndarray,
     is_head: np.ndarray,
     ks: Sequence[int],
+    measures: Iterable[str] | None = None,
 ) -> dict[Metric, np.ndarray]:
-    """Per-query R@K for every K in `ks` and every segment (all, head, torso).
+    """Per-query values of every measure (default: every registered one) at every K in `ks` and every segment.
 
     rankings:    int [n_queries, depth], catalogue item ids best first, padded with -1. K may exceed depth
                  (a list shorter than K is simply all there is).
@@ -52,7 +55,12 @@ def recall_at_k(
     rankings, rel_offsets, rel_items, is_head = _checked(rankings, rel_offsets, rel_items, is_head)
     cutoffs = sorted({check_cutoff(k) for k in ks})
     if not cutoffs:
-        raise HarnessError("recall_at_k: no cutoffs given")
+        raise HarnessError("scoring: no cutoffs given")
+    known = registry()
+    chosen = list(known) if measures is None else list(measures)
+    unknown = [code for code in chosen if code not in known]
+    if unknown:
+        raise HarnessError(f"scoring: unknown measure(s) {unknown} (known: {', '.join(known)})")
     n_queries = rankings.shape[0]
     n_relevant = np.diff(rel_offsets)
     pair_query = np.repeat(np.arange(n_queries, dtype=np.int64), n_relevant)
@@ -61,18 +69,34 @@ def recall_at_k(
 
     out: dict[Metric, np.ndarray] = {}
     for segment in SEGMENTS:
-        in_segment = _segment_pairs(segment, pair_is_head)
-        if in_segment is None:
-            denominator = n_relevant.astype(np.float64)
-        else:
-            denominator = np.bincount(pair_query, weights=in_segment, minlength=n_queries)
-        for k in cutoffs:
-            hit = first_hit < k
-            if in_segment is not None:
-                hit &= in_segment
-            numerator = np.bincount(pair_query, weights=hit, minlength=n_queries)
-            out[Metric("R", k, segment)] = _ratio(numerator, denominator)
+        hits = _segment_hits(segment, n_queries, pair_query, first_hit, pair_is_head, n_relevant)
+        outside = hits.n_relevant == 0
+        for code in chosen:
+            for k in cutoffs:
+                values = np.asarray(known[code].per_query(hits, k), dtype=np.float64)
+                if values.shape != (n_queries,):
+                    raise HarnessError(f"measure {code!r} returned shape {values.shape}, expected ({n_queries},)")
+                out[Metric(code, k, segment)] = np.where(outside, np.nan, values)
     return out
+
+
+def recall_at_k(
+    rankings: np.ndarray,
+    rel_offsets: np.ndarray,
+    rel_items: np.ndarray,
+    is_head: np.ndarray,
+    ks: Sequence[int],
+) -> dict[Metric, np.ndarray]:
+    """Per-query R@K (the headline measure) for every K in `ks` and every segment: `score` with Recall alone."""
+    return score(rankings, rel_offsets, rel_items, is_head, ks, measures=[HEADLINE_MEASURE])
+
+
+def _segment_hits(segment, n_queries, pair_query, first_hit, pair_is_head, n_relevant) -> SegmentHits:
+    if segment == "all":
+        return SegmentHits(n_queries, pair_query, first_hit, n_relevant.astype(np.float64))
+    keep = pair_is_head if segment == "head" else ~pair_is_head
+    return SegmentHits(n_queries, pair_query[keep], first_hit[keep],
+                       np.bincount(pair_query, weights=keep, minlength=n_queries))
 
 
 def segment_counts(values: Mapping[Metric, np.ndarray]) -> dict[Metric, int]:
@@ -80,23 +104,10 @@ def segment_counts(values: Mapping[Metric, np.ndarray]) -> dict[Metric, int]:
     return {metric: int(np.count_nonzero(~np.isnan(v))) for metric, v in values.items()}
 
 
-def _segment_pairs(segment: str, pair_is_head: np.ndarray) -> np.ndarray | None:
-    if segment == "all":
-        return None
-    return pair_is_head if segment == "head" else ~pair_is_head
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, NaN where the denominator is 0 (the query is not in the segment)."""
-    out = np.full(numerator.shape, np.nan)
-    np.divide(numerator, denominator, out=out, where=denominator > 0)
-    return out
-
-
 def _first_hit_positions(rankings: np.ndarray, pair_query: np.ndarray, rel_items: np.ndarray) -> np.ndarray:
-    """For each (query, relevant item) pair, the first rank position holding the item; _ABSENT if none."""
+    """For each (query, relevant item) pair, the first rank position holding the item; ABSENT if none."""
     depth = rankings.shape[1]
-    first = np.full(len(rel_items), _ABSENT, dtype=np.int64)
+    first = np.full(len(rel_items), ABSENT, dtype=np.int64)
     if depth == 0:
         return first
     for start in range(0, len(rel_items), _CHUNK_PAIRS):
@@ -104,7 +115,7 @@ def _first_hit_positions(rankings: np.ndarray, pair_query: np.ndarray, rel_items
         equal = rankings[pair_query[start:stop]] == rel_items[start:stop, None]
         position = equal.argmax(axis=1)
         found = equal[np.arange(len(position)), position]
-        first[start:stop] = np.where(found, position, _ABSENT)
+        first[start:stop] = np.where(found, position, ABSENT)
     return first
 
 
@@ -115,37 +126,37 @@ def _checked(rankings, rel_offsets, rel_items, is_head):
     rel_items = np.asarray(rel_items)
     is_head = np.asarray(is_head)
     if rankings.ndim != 2 or not _is_int(rankings):
-        raise HarnessError(f"recall_at_k: rankings must be a 2-D integer array, got {rankings.dtype} {rankings.shape}")
+        raise HarnessError(f"scoring: rankings must be a 2-D integer array, got {rankings.dtype} {rankings.shape}")
     if is_head.ndim != 1 or is_head.dtype != np.bool_:
-        raise HarnessError(f"recall_at_k: is_head must be a 1-D bool array, got {is_head.dtype} {is_head.shape}")
+        raise HarnessError(f"scoring: is_head must be a 1-D bool array, got {is_head.dtype} {is_head.shape}")
     n_queries = rankings.shape[0]
     if rel_offsets.shape != (n_queries + 1,) or not _is_int(rel_offsets):
         raise HarnessError(
-            f"recall_at_k: rel_offsets must be an integer array of n_queries + 1 = {n_queries + 1} offsets, "
+            f"scoring: rel_offsets must be an integer array of n_queries + 1 = {n_queries + 1} offsets, "
             f"got {rel_offsets.dtype} {rel_offsets.shape}"
         )
     if rel_items.ndim != 1 or not (_is_int(rel_items) or rel_items.size == 0):
-        raise HarnessError(f"recall_at_k: rel_items must be a 1-D integer array, got {rel_items.dtype}")
+        raise HarnessError(f"scoring: rel_items must be a 1-D integer array, got {rel_items.dtype}")
     rel_offsets = rel_offsets.astype(np.int64, copy=False)
     if rel_offsets[0] != 0 or rel_offsets[-1] != len(rel_items):
         raise HarnessError(
-            f"recall_at_k: rel_offsets must run from 0 to len(rel_items) = {len(rel_items)}, "
+            f"scoring: rel_offsets must run from 0 to len(rel_items) = {len(rel_items)}, "
             f"got {rel_offsets[0]} .. {rel_offsets[-1]}"
         )
     n_relevant = np.diff(rel_offsets)
     if (n_relevant < 0).any():
-        raise HarnessError(f"recall_at_k: rel_offsets decrease at query index {int(np.argmax(n_relevant < 0))}")
+        raise HarnessError(f"scoring: rel_offsets decrease at query index {int(np.argmax(n_relevant < 0))}")
     if (n_relevant == 0).any():
         empty = np.flatnonzero(n_relevant == 0)
         raise HarnessError(
-            f"recall_at_k: {len(empty)} queries have no relevant item (query indices {empty[:5].tolist()}...); "
+            f"scoring: {len(empty)} queries have no relevant item (query indices {empty[:5].tolist()}...); "
             "every evaluated query needs at least one"
         )
     rel_items = rel_items.astype(rankings.dtype if rankings.dtype.itemsize >= 4 else np.int64, copy=False)
     if len(rel_items) and (rel_items.min() < 0 or rel_items.max() >= len(is_head)):
         bad = int(np.flatnonzero((rel_items < 0) | (rel_items >= len(is_head)))[0])
         raise HarnessError(
-            f"recall_at_k: relevant item id {int(rel_items[bad])} is outside the catalogue of {len(is_head)} items"
+            f"scoring: relevant item id {int(rel_items[bad])} is outside the catalogue of {len(is_head)} items"
         )
     _check_distinct(rel_items, rel_offsets, len(is_head))
     return rankings, rel_offsets, rel_items, is_head
@@ -159,7 +170,7 @@ def _check_distinct(rel_items: np.ndarray, rel_offsets: np.ndarray, n_items: int
     if len(repeated):
         key = int(keys[repeated[0]])
         raise HarnessError(
-            f"recall_at_k: query index {key // n_items} lists relevant item {key % n_items} more than once"
+            f"scoring: query index {key // n_items} lists relevant item {key % n_items} more than once"
         )
 
 

@@ -1,0 +1,18 @@
+"""Reciprocal rank @K: 1 / the rank of the first relevant item in the top K, 0 when none is there."""
+
+import numpy as np
+
+from harness.metrics.measures import Measure, register
+from harness.metrics.measures import SegmentHits
+
+
+def reciprocal_rank(hits: SegmentHits, k: int) -> np.ndarray:
+    found = hits.position < k
+    best = np.zeros(hits.n_queries)
+    np.maximum.at(best, hits.pair_query[found], 1.0 / (hits.position[found] + 1.0))
+    return best
+
+
+# pytrec_eval's recip_rank has no cutoff: its tests give it the run cut at K.
+register(Measure("RR", "Reciprocal rank", "1 / rank of the first relevant item in the top K (0 if none)",
+                 reciprocal_rank, trec_eval="recip_rank"))
