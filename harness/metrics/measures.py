@@ -37,7 +37,8 @@ ABSENT = np.iinfo(np.int64).max
 @dataclass(frozen=True)
 class SegmentHits:
     """One segment's (query, relevant item) pairs: the query of each pair and the position (0 = top) at which its
-    item first appears in that query's ranking, ABSENT (beyond every cutoff) when it does not. What every measure is computed from."""
+    item first appears in that query's ranking, ABSENT (beyond every cutoff) when it does not. What every measure is
+    computed from."""
 
     n_queries: int
     pair_query: np.ndarray  # int64 [pairs]
@@ -49,10 +50,17 @@ class SegmentHits:
         return np.bincount(self.pair_query, weights=weights, minlength=self.n_queries)
 
     def ratio(self, numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-        """numerator / denominator per query, NaN where the denominator is 0 (the query is not in the segment)."""
+        """numerator / denominator per query, NaN where the denominator is 0 (a query outside the segment)."""
         out = np.full(numerator.shape, np.nan)
         np.divide(numerator, denominator, out=out, where=denominator > 0)
         return out
+
+    def per_query_max(self, values: np.ndarray) -> np.ndarray:
+        """float64 [n_queries]: the largest of a per-pair value (>= 0, one per pair of the segment) over each query's
+        pairs; NaN for a query outside the segment (it has no pair)."""
+        best = np.where(self.n_relevant > 0, 0.0, np.nan)
+        np.maximum.at(best, self.pair_query, values)
+        return best
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,8 @@ class Measure:
     """One ranking measure with binary relevance, computed per query from where each relevant item first appears.
 
     `per_query(hits, k)` gets one segment's (query, relevant item) pairs (SegmentHits) and
-    returns float64 [n_queries]; the scorer sets NaN for queries with no relevant item in the segment, so a measure
-    never has to. `code` is the ir_measures name, which the tests also use to check the measure against ir_measures
+    returns float64 [n_queries], NaN for the queries with no relevant item in the segment: SegmentHits.ratio and
+    SegmentHits.per_query_max give that for free. The measure's tests check it (tests/test_metrics_scoring.py). `code` is the ir_measures name, which the tests also use to check the measure against ir_measures
     and `trec_eval` names pytrec_eval's (with its cutoff suffix, e.g. "ndcg_cut_{k}")."""
 
     code: str

@@ -70,13 +70,12 @@ def score(
     out: dict[Metric, np.ndarray] = {}
     for segment in SEGMENTS:
         hits = _segment_hits(segment, n_queries, pair_query, first_hit, pair_is_head, n_relevant)
-        outside = hits.n_relevant == 0
         for code in chosen:
             for k in cutoffs:
                 values = np.asarray(known[code].per_query(hits, k), dtype=np.float64)
                 if values.shape != (n_queries,):
                     raise HarnessError(f"measure {code!r} returned shape {values.shape}, expected ({n_queries},)")
-                out[Metric(code, k, segment)] = np.where(outside, np.nan, values)
+                out[Metric(code, k, segment)] = values
     return out
 
 

@@ -7,10 +7,7 @@ from harness.metrics.measures import SegmentHits
 
 
 def reciprocal_rank(hits: SegmentHits, k: int) -> np.ndarray:
-    found = hits.position < k
-    best = np.zeros(hits.n_queries)
-    np.maximum.at(best, hits.pair_query[found], 1.0 / (hits.position[found] + 1.0))
-    return best
+    return hits.per_query_max(np.where(hits.position < k, 1.0 / (hits.position + 1.0), 0.0))
 
 
 # pytrec_eval's recip_rank has no cutoff: its tests give it the run cut at K.
