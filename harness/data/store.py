@@ -20,7 +20,9 @@ import numpy as np
 
 from harness import settings
 from harness.data.fingerprint import FORMAT_VERSION
+from harness.data.sources import SOURCES
 from harness.data.spec import DatasetSpec
+from harness.data.stats import stats_from_connection
 from harness.data.views import Catalogue, RecExamples, SearchExamples, TrainView
 from harness.errors import HarnessError
 
@@ -66,8 +68,6 @@ class CompiledDataset:
         if not path.is_file():
             if spec_text is None:
                 raise HarnessError(f"compiled dataset file {path} does not exist")
-            from harness.data.sources import SOURCES
-
             SOURCES.doc(DatasetSpec.parse(spec_text).name)  # an unknown name: "did you mean ...? available: ..."
             raise HarnessError(
                 f"dataset {spec_text} is not compiled (no {path}); build it with "
@@ -244,8 +244,6 @@ class CompiledDataset:
         """The Table 3 row (harness.data.stats.table3_row), computed at compile time and kept in the manifest."""
         if "stats" in self.manifest:
             return dict(self.manifest["stats"])
-        from harness.data.stats import stats_from_connection
-
         return stats_from_connection(self._con)
 
 

@@ -6,12 +6,13 @@ import tempfile
 from pathlib import Path
 
 from harness.data.spec import DatasetSpec
+from harness.data.store import CompiledDataset
 from harness.errors import HarnessError
 from harness.gate.baseline import RecordFolder, open_record_folder
-from harness.runner import Runner
 from harness.protocol.submission import Submission
 from harness.records.files import RECORD_FILE
 from harness.records.provenance import results_folder
+from harness.runner import Runner
 
 
 class FreshRunner(Runner):
@@ -68,8 +69,6 @@ def read_records(records_dir: Path, submission: Submission, datasets: list[str])
 
 def compiled_fingerprint(dataset: str, cache_dir: Path | None) -> str | None:
     """The fingerprint of the compiled dataset in the cache, or None when it is not compiled yet."""
-    from harness.data.store import CompiledDataset
-
     try:
         with CompiledDataset.open(dataset, cache_dir=cache_dir) as ds:
             return ds.fingerprint

@@ -44,11 +44,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
+# torch (and the decoder, which needs it) is imported inside the methods that use it: the runner imports every adapter
+# to check a submission before anything trains, and that must not cost torch's start-up (seconds).
 from harness.data.views import TASKS, RecExamples, SearchExamples, Task, TrainView
 from harness.errors import HarnessError
+from harness.generative import training
+from harness.generative.backbones import load_backbone
+from harness.generative.checkpoint import Identity
 from harness.generative.params import T5Params
+from harness.generative.tokenizer import encode_sources, rec_source, search_source, target_ids
+from harness.generative.training import Seq2SeqData, distributed_env, full_parameters
 from harness.io import canonical_json
+from harness.metrics.measures import Metric
+from harness.metrics.scoring import recall_at_k
 from harness.protocol.adapter import Adapter
+from harness.protocol.decodings import check_decoding
 
 DEFAULT_VALID_K = 10  # when neither params.valid_k nor the training view names the dataset's headline K
 _CAP_STREAM = 11  # random stream of the per-item cap (validation sampling uses 7): [seed, stream, task]
@@ -80,10 +90,6 @@ class GenerativeT5Adapter(Adapter):
 
     # ---- training -------------------------------------------------------------------------------------
     def fit(self, train: TrainView) -> None:
-        from harness.generative import training
-        from harness.generative.backbones import load_backbone
-        from harness.generative.checkpoint import Identity
-
         t0 = time.perf_counter()
         self._use_params(self.all_params.for_dataset(train.dataset))
         self._trie_cache = None
@@ -145,9 +151,6 @@ class GenerativeT5Adapter(Adapter):
 
     def _training_data(self, train: TrainView):
         """Tokenised (source, target) pairs of the tasks served, concatenated (the loop shuffles per epoch)."""
-        from harness.generative.tokenizer import target_ids
-        from harness.generative.training import Seq2SeqData
-
         sources: list[list[int]] = []
         targets: list[np.ndarray] = []
         counts = {}
@@ -190,8 +193,6 @@ class GenerativeT5Adapter(Adapter):
         return kept
 
     def _encode(self, task: Task, examples: RecExamples | SearchExamples) -> list[list[int]]:
-        from harness.generative.tokenizer import encode_sources, rec_source, search_source
-
         if task == "rec":
             texts = [rec_source(h) for h in examples.histories(self.hp.max_history or None)]
         else:
@@ -219,8 +220,6 @@ class GenerativeT5Adapter(Adapter):
         k = min(k, self.n_items - self.n_items % 2)
         if k < 2:
             return None
-
-        from harness.metrics import Metric, recall_at_k
 
         no_head = np.zeros(self.n_items, dtype=bool)  # validation reports recall over all targets only
 
@@ -259,14 +258,10 @@ class GenerativeT5Adapter(Adapter):
         if task not in self.tasks:
             raise HarnessError(f"this submission serves {sorted(self.tasks)}, not {task!r}")
         self._check_k(k)
-        from harness.generative.training import distributed_env
-
         with distributed_env():  # ZeRO-3's forward hooks read LOCAL_RANK; a plain process has it only meanwhile
             return self._decode(self.model, self._encode(task, requests), k, distinct=self._distinct())
 
     def _distinct(self) -> bool:
-        from harness.protocol.decodings import check_decoding
-
         return check_decoding(self.decoding, f"{self.where}: the run's decoding") == "distinct"
 
     def _check_k(self, k: int) -> None:
@@ -289,7 +284,7 @@ class GenerativeT5Adapter(Adapter):
     def _decode(self, module, sources: Sequence[Sequence[int]], k: int, *, distinct: bool = False) -> np.ndarray:
         """[n, k] item ids, best first, -1 padded: diverse beam search with the first occurrence of each item kept,
         or (distinct) plain constrained beam search with K beams, whose K hypotheses are K distinct items."""
-        from harness.generative.decoding import PrefixTrie, diverse_beam_search
+        from harness.generative.decoding import PrefixTrie, diverse_beam_search  # imports torch: only when decoding
 
         bb = self.backbone
         trie = self._trie(PrefixTrie)
@@ -346,8 +341,6 @@ class GenerativeT5Adapter(Adapter):
 
     def _item_rows(self, module) -> np.ndarray:
         import torch
-
-        from harness.generative.training import distributed_env, full_parameters
 
         weight = module.get_input_embeddings().weight
         token_ids = torch.as_tensor(self.backbone.items.token_ids(np.arange(self.n_items)))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.data.spec import DatasetSpec
 from harness.data.views import TASKS, Task
 from harness.errors import HarnessError
 from harness.io import canonical_json
@@ -135,8 +136,6 @@ def load_submission(folder: str | Path) -> Submission:
     params = config.get("params", {})
     if not isinstance(params, dict):
         raise HarnessError(f"{path}: [params] must be a table")
-
-    from harness.data.spec import DatasetSpec  # noqa: PLC0415  (validates names early, names the file)
 
     canonical_datasets = []
     for name in datasets:
