@@ -39,27 +39,8 @@ def assemble_and_write(*, sub, ds, folder: Path, units, decoding: str, out_dir: 
         "schema_version": SCHEMA_VERSION,
         "harness": {"version": __version__, "git_commit": git_commit()},
         "protocol": {"version": PROTOCOL_VERSION, "params": params},
-        "dataset": {
-            "name": ds.name,
-            "fingerprint": ds.fingerprint,
-            "format_version": int(ds.manifest.get("format_version", 1)),
-            "headline_k": ds.headline_k,
-            "source": ds.manifest.get("source"),
-            "params": ds.manifest.get("params", {}),
-            "notes": ds.manifest.get("notes", {}),
-            "stats": ds.stats(),  # the Table 3 row, so the leaderboard needs nothing but records
-        },
-        "submission": {
-            "name": sub.name,
-            "display_name": sub.display_name,
-            "kind": sub.kind,
-            "adapter": sub.adapter,
-            "tasks": list(sub.tasks),
-            "params": sub.params,
-            "config": sub.config,
-            "config_hash": sub.config_hash,
-            "references": dict(sub.references),
-        },
+        "dataset": dataset_block(ds),
+        "submission": submission_block(sub),
         "seeds": [u.seed for u in units],
         "units": [
             {"seed": u.seed, "status": u.status, "error": u.error, "timings": u.timings, "adapter_info": u.adapter_info}
@@ -87,6 +68,33 @@ def assemble_and_write(*, sub, ds, folder: Path, units, decoding: str, out_dir: 
         qrels={task: (s.targets.qids, s.targets.rel_offsets, s.targets.rel_items) for task, s in scores.items()},
         item_keys=[str(k) for k in ds.catalogue().item_key],
     )
+
+
+def dataset_block(ds) -> dict[str, Any]:
+    return {
+        "name": ds.name,
+        "fingerprint": ds.fingerprint,
+        "format_version": int(ds.manifest.get("format_version", 1)),
+        "headline_k": ds.headline_k,
+        "source": ds.manifest.get("source"),
+        "params": ds.manifest.get("params", {}),
+        "notes": ds.manifest.get("notes", {}),
+        "stats": ds.stats(),  # the Table 3 row, so the leaderboard needs nothing but records
+    }
+
+
+def submission_block(sub) -> dict[str, Any]:
+    return {
+        "name": sub.name,
+        "display_name": sub.display_name,
+        "kind": sub.kind,
+        "adapter": sub.adapter,
+        "tasks": list(sub.tasks),
+        "params": sub.params,
+        "config": sub.config,
+        "config_hash": sub.config_hash,
+        "references": dict(sub.references),
+    }
 
 
 def list_stats(ok_units, tasks, depth: int) -> dict[str, Any]:
