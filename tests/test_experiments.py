@@ -18,7 +18,9 @@ from harness.data.store import CompiledDataset
 from harness.errors import HarnessError
 from harness.experiments.context import Context, variant
 from harness.experiments.projection import chance_purity, cluster_purity, nearest_neighbours, popularity_locality
+from harness.leaderboard.synthetic import LINEUP, synthetic_record
 from harness.protocol.submission import load_submission
+from harness.records.record import ResultRecord
 
 ADAPTER = """
 import numpy as np
@@ -297,10 +299,11 @@ def test_neighbour_measures_by_hand():
     assert popularity_locality(nn, np.array([100, 90, 1, 2])) == pytest.approx(0.6)
 
 
-def _reference_record(value: float, tokenizer: str | None, task: str = "rec") -> dict:
-    backbone = {"tokenizer_hash": tokenizer} if tokenizer else {}
-    return {"metrics": {task: {"R@10": {"mean": value, "per_seed": {"0": value}}}},
-            "units": [{"adapter_info": {"backbone": backbone}}]}
+def _reference_record(value: float, tokenizer: str | None, task: str = "rec") -> ResultRecord:
+    record = synthetic_record(LINEUP[3], "sim2", seeds=(0,))  # pop_rec: serves both tasks, R@10 among its metrics
+    record["metrics"][task]["R@10"] = {"mean": value, "n": 100, "per_seed": {"0": value}}
+    record["units"][0]["adapter_info"] = {"backbone": {"tokenizer_hash": tokenizer} if tokenizer else {}}
+    return ResultRecord.from_dict(record, source="reference record")
 
 
 def test_reference_notes_say_why_a_reference_moves_along_a_sweep():

@@ -212,8 +212,8 @@ def test_update_writes_record_and_per_query_only(baseline):
     folder = baseline / "sim1" / "pop_rec"
     assert sorted(p.name for p in folder.iterdir()) == ["per_query.parquet", "record.json"]
     record = read_record_folder(folder)
-    assert record["files"] == {"per_query": "per_query.parquet", "runs": {}, "qrels": {}}
-    assert record["submission"]["name"] == "pop_rec" and record["seeds"] == [0]
+    assert record.files.per_query == "per_query.parquet" and not record.files.runs and not record.files.qrels
+    assert record.submission.name == "pop_rec" and record.seeds == (0,)
 
 
 def test_update_is_atomic(baseline, tmp_path, monkeypatch):
@@ -322,8 +322,8 @@ def test_committed_baselines_are_small_complete_records():
     for dataset, submission in found:
         folder = COMMITTED / dataset / submission
         record = read_record_folder(folder)
-        assert (record["dataset"]["name"], record["submission"]["name"]) == (dataset, submission)
-        assert all(unit["status"] == "ok" for unit in record["units"])
+        assert (record.dataset.name, record.submission.name) == (dataset, submission)
+        assert not record.failed_seeds
         assert sorted(p.name for p in folder.iterdir()) == ["per_query.parquet", "record.json"]
         assert sum(p.stat().st_size for p in folder.iterdir()) < 64_000
 
@@ -337,7 +337,7 @@ def test_committed_baselines_match_the_compiled_simulations():
     for dataset in ("sim1", "sim2", "sim3"):
         with CompiledDataset.open(dataset) as ds:
             for folder in sorted((COMMITTED / dataset).iterdir()):
-                recorded = read_record_folder(folder)["dataset"]["fingerprint"]
+                recorded = read_record_folder(folder).dataset.fingerprint
                 assert recorded == ds.fingerprint, (
                     f"{folder} was measured on {recorded}, {dataset} now compiles to {ds.fingerprint}: refresh with "
                     f"`python -m harness gate submissions/{folder.name} --baseline bench/baselines/quick --update`"

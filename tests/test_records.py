@@ -273,7 +273,7 @@ def test_write_then_read_a_complete_folder(tmp_path):
     written = write_record_folder(
         tmp_path / "out", record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS
     )
-    assert written["files"] == {
+    assert written.to_dict()["files"] == {
         "per_query": "per_query.parquet",
         "runs": {"rec": ["rec.seed0.run", "rec.seed1.run"]},
         "qrels": {"rec": "rec.qrels"},
@@ -374,7 +374,7 @@ def test_rewriting_with_fewer_seeds_drops_stale_files_only(tmp_path):
         tmp_path, record, per_query=None, runs={"rec": {0: runs["rec"][0]}}, qrels=qrels, item_keys=ITEM_KEYS
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "rec.qrels", "rec.seed0.run", "record.json"]
-    assert read_record_folder(tmp_path)["files"]["per_query"] is None
+    assert read_record_folder(tmp_path).files.per_query is None
 
 
 def test_missing_named_file_is_reported(tmp_path):

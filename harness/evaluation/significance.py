@@ -21,8 +21,7 @@ from harness.evaluation.scoring import TaskScores, headline_metrics
 from harness.metrics.significance import compare
 from harness.records.files import read_per_query, seed_averaged
 from harness.records.provenance import PROTOCOL_VERSION, results_folder
-from harness.records.validate import read_record
-from harness.protocol.decodings import record_decoding
+from harness.records.record import ResultRecord
 
 
 def significance(*, sub, ds, decoding: str, out_dir: Path, scores: dict[str, TaskScores], params: dict[str, Any],
@@ -70,20 +69,20 @@ def _reference_scores(sub, ds, decoding, out_dir, task, reference, my_seeds):
                                       f"under {out_dir}; run `python -m harness run submissions/{sub.name}` again (it "
                                       f"runs its references first) or `python -m harness run submissions/{reference}`")
     try:
-        record = read_record(folder / "record.json")
+        record = ResultRecord.read(folder / "record.json")
     except HarnessError as exc:
         return _note(task, reference, f"reference record unusable: {exc}")
-    if record["dataset"]["fingerprint"] != ds.fingerprint or record["protocol"]["version"] != PROTOCOL_VERSION:
+    if record.dataset.fingerprint != ds.fingerprint or record.protocol_version != PROTOCOL_VERSION:
         return _note(task, reference,
                      f"reference {reference!r} was measured on another dataset fingerprint or protocol version")
-    if record_decoding(record) != decoding:  # never one test across two decodings
-        return _note(task, reference, f"reference {reference!r} was decoded with {record_decoding(record)!r}, this "
+    if record.params.decoding != decoding:  # never one test across two decodings
+        return _note(task, reference, f"reference {reference!r} was decoded with {record.params.decoding!r}, this "
                                       f"run with {decoding!r}; not compared")
-    ref_ok = sorted(u["seed"] for u in record["units"] if u["status"] == "ok")
+    ref_ok = sorted(record.ok_seeds)
     if not ref_ok:
-        failed = [u for u in record["units"] if u["status"] != "ok"]
-        error = failed[0]["error"] if failed else None
-        why = f" ({error['type']}: {error['message']})" if error else ""
+        failed = [u for u in record.units if not u.ok]
+        error = failed[0].error if failed else None
+        why = f" ({error.type}: {error.message})" if error else ""
         return _note(task, reference, f"comparison missing: every seed of reference {reference!r} failed{why}")
     table = read_per_query(folder)
     if table is None or not pc.any(pc.equal(table["task"], task)).as_py():
@@ -94,4 +93,4 @@ def _reference_scores(sub, ds, decoding, out_dir, task, reference, my_seeds):
         seeds_note = _note(task, reference, f"compared over different seeds: reference {reference!r} finished seeds "
                                             f"{ref_ok}, this submission {my_seeds}; each side is averaged over its own",
                            missing=False)
-    return record["dataset"]["fingerprint"], list(qids), values, seeds_note
+    return record.dataset.fingerprint, list(qids), values, seeds_note

@@ -16,7 +16,7 @@ from typing import Sequence
 from harness.diagnostics.figures import Series, plot_cap
 from harness.errors import HarnessError
 from harness.experiments.context import (Context, decoding_note, distinct_items, metric_values,
-                                         minimum_detectable_difference, power_note, significance, variant)
+                                         minimum_detectable_difference, power_note, variant)
 from harness.experiments.summary import Summary
 
 DEFAULT_CAPS = (5, 10, 50, 500)
@@ -46,7 +46,7 @@ def run_cap(ctx: Context, *, dataset: str = DEFAULT_DATASET, caps: Sequence[int]
             records[sub.name] = ctx.run(sub, name)
             capped[(task, cap)] = sub
 
-    metric = f"R@{records[joint.name]['dataset']['headline_k']}"
+    metric = f"R@{records[joint.name].dataset.headline_k}"
     summary = Summary(
         "cap", f"Training instances per item from the added task ({name})", "Figure 4, §7",
         "The joint model with the added task's training data capped at N instances per item, which removes most "
@@ -95,7 +95,8 @@ def run_cap(ctx: Context, *, dataset: str = DEFAULT_DATASET, caps: Sequence[int]
 
 def _row(ctx, sub, record, task, metric, cap, ref_mean, dataset) -> dict:
     mean, seeds = metric_values(record, task, metric)
-    test = significance(record, task, metric) or {}
+    tested = record.significance_row(task, metric)
+    test = tested.to_dict() if tested is not None else {}
     return {"task": TASK_TITLE[task], "model": sub.display_name, "cap": cap, metric: mean, "seeds": len(seeds),
             "delta": None if mean is None or ref_mean is None else mean - ref_mean, "p": test.get("p_holm"),
             "significant": test.get("significant"), "mde": minimum_detectable_difference(test) if test else None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Callable
 from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 from harness.protocol.submission import Submission, _config_hash, load_submission
+from harness.records.record import ResultRecord
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 
@@ -75,7 +75,7 @@ class Context:
         return name
 
     # ---- runs -----------------------------------------------------------------------------------------
-    def run(self, submission: Submission, dataset: str) -> dict[str, Any]:
+    def run(self, submission: Submission, dataset: str) -> ResultRecord:
         """Run (or resume) one submission on one dataset; the record it left. A failed unit stops the experiment
         with its message: a summary over missing numbers would mislead."""
         from harness.runner import Runner
@@ -90,7 +90,7 @@ class Context:
                 f"{unit.error['message']} (traceback in {outcome.folder / 'record.json'}; run the experiment "
                 "again to retry: finished units are reused)"
             )
-        return read_record(self.record_folder(submission, dataset) / "record.json")
+        return ResultRecord.read(self.record_folder(submission, dataset) / "record.json")
 
     def record_folder(self, submission: Submission, dataset: str) -> Path:
         from harness.records.provenance import results_folder
@@ -100,13 +100,6 @@ class Context:
     def record_path(self, submission: Submission, dataset: str) -> str:
         """The record's path relative to the experiment folder, as experiment.json names it."""
         return (self.record_folder(submission, dataset) / "record.json").relative_to(self.out).as_posix()
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"{path}: cannot read the record: {exc}") from exc
 
 
 def variant(base: Submission, *, suffix: str, display_suffix: str, params: dict[str, Any],
@@ -130,19 +123,18 @@ def variant(base: Submission, *, suffix: str, display_suffix: str, params: dict[
 
 
 # ---- reading numbers back out of records -----------------------------------------------------------------
-def metric_values(record: dict[str, Any], task: str, metric: str) -> tuple[float | None, list[float]]:
+def metric_values(record: ResultRecord, task: str, metric: str) -> tuple[float | None, list[float]]:
     """(mean over seeds, the per-seed values in seed order) of one metric, e.g. ("rec", "R@10")."""
-    entry = record.get("metrics", {}).get(task, {}).get(metric)
-    if not entry:
+    value = record.metric(task, metric)
+    if value is None:
         return None, []
-    per_seed = entry.get("per_seed", {})
-    values = [per_seed[s] for s in sorted(per_seed, key=int) if per_seed[s] is not None]
-    return entry.get("mean"), values
+    return value.mean, [value.per_seed[s] for s in sorted(value.per_seed) if value.per_seed[s] is not None]
 
 
-def distinct_items(record: dict[str, Any], task: str) -> float | None:
+def distinct_items(record: ResultRecord, task: str) -> float | None:
     """Mean distinct items per returned list (the record's `lists`, schema 1.1), None for older records."""
-    return ((record.get("lists") or {}).get(task) or {}).get("mean_distinct_items")
+    lists = record.lists.get(task)
+    return None if lists is None else lists.mean_distinct_items
 
 
 def decoding_note(ctx: Context) -> str:
@@ -178,14 +170,6 @@ def power_note(rows: list[dict], metric: str) -> str:
     return (f"Power: MDE is the smallest difference in {metric} each paired test detects with 80% power at α = 0.05 "
             f"(two-sided, before Holm; from the test's own standard error over its test queries). {'; '.join(parts)}. "
             "A non-significant difference smaller than the MDE is not evidence of no effect.")
-
-
-def significance(record: dict[str, Any], task: str, metric: str) -> dict[str, Any] | None:
-    """The record's test of `metric` against its reference for `task` (Holm-corrected within the record)."""
-    for row in record.get("significance", {}).get(task, []):
-        if row.get("metric") == metric:
-            return row
-    return None
 
 
 def format_level(value: float) -> str:

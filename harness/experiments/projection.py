@@ -37,7 +37,7 @@ def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str 
     for sub in models:
         record = ctx.run(sub, name)
         by_seed = {}
-        for seed in sorted(int(u["seed"]) for u in record["units"] if u["status"] == "ok"):
+        for seed in sorted(record.ok_seeds):
             path = ctx.record_folder(sub, name) / "units" / f"seed{seed}" / EMBEDDINGS_FILE
             if not path.is_file():
                 raise HarnessError(

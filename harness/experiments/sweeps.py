@@ -18,8 +18,9 @@ import numpy as np
 from harness.diagnostics.figures import SIM1_X, SIM2_X, SIM3_X, Series, plot_sweep
 from harness.errors import HarnessError
 from harness.experiments.context import (Context, decoding_note, distinct_items, format_level, metric_values,
-                                         minimum_detectable_difference, power_note, significance)
+                                         minimum_detectable_difference, power_note)
 from harness.experiments.summary import Summary
+from harness.records.record import ResultRecord
 
 TASK_TITLE = {"rec": "recommendation", "search": "search"}
 DEFAULT_SAMPLES = (1.0, 0.65)
@@ -100,7 +101,7 @@ def run_sweep(design: SweepDesign, ctx: Context, *, levels: Sequence[float] | No
     for sample in samples:
         for level in levels:
             dataset = ctx.dataset(dataset_spec(design, level, sample))
-            records: dict[str, dict] = {}
+            records: dict[str, ResultRecord] = {}
             for reference in {ref.name: ref for ref in references.values()}.values():  # one serving both runs once
                 records[reference.name] = ctx.run(reference, dataset)
             records[joint.name] = ctx.run(joint, dataset)
@@ -118,7 +119,7 @@ def _check_fractions(values: Sequence[float], what: str, *, allow_zero: bool) ->
 
 
 def _summarize(design, ctx, joint, references, points, samples, command) -> Summary:
-    headline_k = points[0]["records"][joint.name]["dataset"]["headline_k"]
+    headline_k = points[0]["records"][joint.name].dataset.headline_k
     metric = f"R@{headline_k}"
     diag_label = "ΔPop % (H1)" if design.x_is_kl else "Δ H2 metric %"
     columns = [("sample", "Sample"), ("level", design.level_label)]
@@ -135,7 +136,7 @@ def _summarize(design, ctx, joint, references, points, samples, command) -> Summ
     series: dict[str, dict[str, tuple[list[float], list[list[float]]]]] = {t: {} for t in design.target_tasks}
     for point in points:
         joint_record = point["records"][joint.name]
-        kl = joint_record["dataset"].get("stats", {}).get("kld_sr")
+        kl = joint_record.dataset.stats.get("kld_sr")
         x = kl if design.x_is_kl else point["level"] * 100
         for task, reference in references.items():
             ref_record = point["records"][reference.name]
@@ -143,9 +144,8 @@ def _summarize(design, ctx, joint, references, points, samples, command) -> Summ
                     "task": TASK_TITLE[task]}
             ref_mean, ref_seeds = metric_values(ref_record, task, metric)
             joint_mean, joint_seeds = metric_values(joint_record, task, metric)
-            test = significance(joint_record, task, metric) or {}
-            if test and test.get("reference") != reference.name:
-                test = {}
+            tested = joint_record.significance_row(task, metric)  # against this reference, or it is not this row's
+            test = tested.to_dict() if tested is not None and tested.reference == reference.name else {}
             summary.rows.append({**base, "model": reference.display_name, metric: ref_mean, "seeds": len(ref_seeds),
                                  "distinct": distinct_items(ref_record, task),
                                  "paper": paper.get((point["sample"], None)) if paper else None,
@@ -216,14 +216,15 @@ def slope_notes(rows: list[dict], metric: str) -> list[str]:
     return notes
 
 
-def _diagnostic(record: dict, task: str, h1: bool) -> float | None:
-    diag = (record.get("diagnostics") or {}).get(task) or {}
+def _diagnostic(record: ResultRecord, task: str, h1: bool) -> float | None:
+    diag = record.diagnostics.get(task) or {}
     if h1:
         return ((diag.get("h1") or {}).get("all") or {}).get("delta_pct")
     return (diag.get("h2") or {}).get("delta_pct")
 
 
-def _reference_note(design: SweepDesign, task: str, name: str, sample: float, records: list[dict], metric: str) -> str:
+def _reference_note(design: SweepDesign, task: str, name: str, sample: float, records: list[ResultRecord],
+                    metric: str) -> str:
     """Why the task-specific reference's score does or does not move along the sweep.
 
     Its own training data changes with the level only when its task is the one the sweep changes (SIM1's
@@ -254,15 +255,14 @@ def _reference_note(design: SweepDesign, task: str, name: str, sample: float, re
             "training was not bit-reproducible across these runs.")
 
 
-def _tokenizer_hashes(record: dict) -> tuple:
+def _tokenizer_hashes(record: ResultRecord) -> tuple:
     """The tokenizers a record's units used (adapter_info.backbone.tokenizer_hash), () when not recorded."""
-    hashes = {((unit.get("adapter_info") or {}).get("backbone") or {}).get("tokenizer_hash")
-              for unit in record.get("units") or []}
+    hashes = {(unit.adapter_info.get("backbone") or {}).get("tokenizer_hash") for unit in record.units}
     return tuple(sorted(h for h in hashes if h))
 
 
 def _notes(design, joint, references, points, metric) -> list[str]:
-    seeds = sorted({int(s) for p in points for s in p["records"][joint.name]["metrics"][design.target_tasks[0]][metric]["per_seed"]})
+    seeds = sorted({s for p in points for s in p["records"][joint.name].metric(design.target_tasks[0], metric).per_seed})
     notes = [
         f"Seeds {', '.join(map(str, seeds))}; values are means over seeds; p is the paired t-test of "
         f"{joint.display_name} against the reference on per-query {metric} (seed-averaged), Holm-corrected within "
@@ -279,7 +279,7 @@ def _notes(design, joint, references, points, metric) -> list[str]:
                     if design.x_is_kl else "H2 Δ % (Table 7's measure: mean metric where the joint model's changed "
                     "prediction wins vs where the reference's wins; docs/diagnostics.md)."))
     diagnostic_seeds = sorted({str(diag["seed"]) for p in points for task in design.target_tasks
-                               if "seed" in (diag := (p["records"][joint.name].get("diagnostics") or {}).get(task) or {})})
+                               if "seed" in (diag := p["records"][joint.name].diagnostics.get(task) or {})})
     if diagnostic_seeds and len(seeds) > 1:
         # The record's diagnostics compare one seed's ranking pair (docs/diagnostics.md, "Seeds"), not the mean.
         notes.append(f"The diagnostic column is computed on seed {', '.join(diagnostic_seeds)}'s predictions "

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.protocol.decodings import record_decoding
 from harness.records.files import RECORD_FILE, read_per_query, read_record_folder, write_record_folder
 from harness.records.provenance import results_folder
+from harness.records.record import ResultRecord
 
 
 @dataclass(frozen=True)
@@ -25,27 +25,31 @@ class RecordFolder:
     """A complete record folder and its validated record."""
 
     folder: Path
-    record: dict
+    record: ResultRecord
 
     @property
     def submission(self) -> str:
-        return self.record["submission"]["name"]
+        return self.record.submission.name
 
     @property
     def dataset(self) -> str:
-        return self.record["dataset"]["name"]
+        return self.record.dataset.name
 
     @property
     def fingerprint(self) -> str:
-        return self.record["dataset"]["fingerprint"]
+        return self.record.dataset.fingerprint
 
     @property
     def protocol_version(self) -> str:
-        return self.record["protocol"]["version"]
+        return self.record.protocol_version
+
+    @property
+    def decoding(self) -> str:
+        return self.record.params.decoding
 
     @property
     def failed_seeds(self) -> list[int]:
-        return [unit["seed"] for unit in self.record["units"] if unit["status"] != "ok"]
+        return list(self.record.failed_seeds)
 
 
 def open_record_folder(folder: str | Path, *, require_scores: bool = True) -> RecordFolder:
@@ -54,7 +58,7 @@ def open_record_folder(folder: str | Path, *, require_scores: bool = True) -> Re
     A new record whose every unit failed has no scores; the gate reports it as a failure, not an error."""
     folder = Path(folder)
     record = read_record_folder(folder)
-    if require_scores and record["files"]["per_query"] is None:
+    if require_scores and record.files.per_query is None:
         raise HarnessError(
             f"{folder / RECORD_FILE}: $.files.per_query is null: the record has no per-query scores to compare"
         )
@@ -109,21 +113,21 @@ def check_comparable(now: RecordFolder, base: RecordFolder, *, update_hint: str)
             f"{where}: the baseline was measured under protocol version {base.protocol_version}, this run under "
             f"{now.protocol_version}: refresh the baseline with `{update_hint}` and commit it"
         )
-    if record_decoding(base.record) != record_decoding(now.record):
+    if base.decoding != now.decoding:
         raise HarnessError(
-            f"{where}: the baseline was decoded with {record_decoding(base.record)!r}, this run with "
-            f"{record_decoding(now.record)!r}: numbers under two decodings are never compared; run the gate with the "
+            f"{where}: the baseline was decoded with {base.decoding!r}, this run with "
+            f"{now.decoding!r}: numbers under two decodings are never compared; run the gate with the "
             f"baseline's decoding or refresh the baseline with `{update_hint}`"
         )
     if base.failed_seeds:
         raise HarnessError(f"{where}: the baseline has failed units (seeds {base.failed_seeds}); refresh it with `{update_hint}`")
     notes = []
     label = f"{now.submission} on {now.dataset}"
-    if base.record["submission"]["config_hash"] != now.record["submission"]["config_hash"]:
+    if base.record.submission.config_hash != now.record.submission.config_hash:
         notes.append(f"{label}: the submission's config.toml changed since the baseline")
-    if sorted(base.record["seeds"]) != sorted(now.record["seeds"]):
+    if sorted(base.record.seeds) != sorted(now.record.seeds):
         notes.append(
-            f"{label}: baseline seeds {sorted(base.record['seeds'])}, now {sorted(now.record['seeds'])}: "
+            f"{label}: baseline seeds {sorted(base.record.seeds)}, now {sorted(now.record.seeds)}: "
             "differences include seed variance"
         )
     return notes
@@ -139,10 +143,9 @@ def write_baseline(now: RecordFolder, dest: str | Path) -> Path:
             f"{now.folder / RECORD_FILE}: seeds {now.failed_seeds} failed; a baseline is written only from a "
             "record whose every unit finished"
         )
-    record = {key: value for key, value in now.record.items() if key != "files"}
     write_record_folder(
         dest,
-        record,
+        now.record.without_files(),
         per_query=read_per_query(now.folder),
         runs={},
         qrels={},

@@ -22,9 +22,10 @@ from harness.evaluation.comparison import paired_tests
 from harness.evaluation.scoring import headline_metrics
 from harness.gate.baseline import RecordFolder
 from harness.gate.profiles import METRIC_SETS
-from harness.metrics.measures import HEADLINE_MEASURE, SEGMENTS, Metric
+from harness.metrics.measures import SEGMENTS, Metric
 from harness.metrics.significance import PairedTTest, compare
 from harness.records.files import read_per_query, seed_averaged
+from harness.records.record import ResultRecord
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,13 @@ class _Pending:
     test: PairedTTest
 
 
-def gate_metrics(record: dict, which: str) -> list[Metric]:
+def gate_metrics(record: ResultRecord, which: str) -> list[Metric]:
     """headline: R@K over all / head / torso at the record's headline K; all: every cutoff of every measure the
     (baseline) record holds (its `measures`; Recall alone for a record written before measures were listed)."""
-    params = record["protocol"]["params"]
     if which == "headline":
-        return headline_metrics(params["headline_k"])
+        return headline_metrics(record.params.headline_k)
     if which == "all":
-        measures = record.get("measures") or [HEADLINE_MEASURE]
-        return [Metric(code, k, segment) for code in measures for k in params["ks"] for segment in SEGMENTS]
+        return [Metric(code, k, segment) for code in record.measures for k in record.params.ks for segment in SEGMENTS]
     raise HarnessError(f"metric set {which!r} is unknown; give one of {', '.join(METRIC_SETS)}")
 
 
@@ -98,12 +97,12 @@ def compare_pair(now: RecordFolder, base: RecordFolder, *, alpha: float, metrics
     label = f"{now.submission} on {now.dataset}"
     if now.failed_seeds:
         problems.append(f"{label}: seeds {now.failed_seeds} FAILED (see {now.folder / 'record.json'})")
-    if now.record["files"]["per_query"] is None:
+    if now.record.files.per_query is None:
         problems.append(f"{label}: the new record has no per-query scores (no unit finished)")
         return tests, problems
     now_table, base_table = read_per_query(now.folder), read_per_query(base.folder)
-    for task in sorted(base.record["metrics"]):
-        if task not in now.record["metrics"]:
+    for task in sorted(base.record.metric_tasks):
+        if task not in now.record.metric_tasks:
             problems.append(f"{label}: the baseline scores task {task!r}, the new record does not")
             continue
         (qids, values), (ref_qids, reference) = seed_averaged(now_table, task), seed_averaged(base_table, task)

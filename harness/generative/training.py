@@ -364,22 +364,23 @@ def train(
         best_epoch = meta.best_epoch if meta else None
 
         for epoch in range(len(curve) + 1, hp.epochs + 1):
-            record = _train_one_epoch(engine, data, hp, epoch, steps_per_epoch, rank, world_size, accumulation,
-                                      pad_token_id, progress)
+            epoch_log = _train_one_epoch(engine, data, hp, epoch, steps_per_epoch, rank, world_size, accumulation,
+                                         pad_token_id, progress)
             if validate is not None:
                 t0 = time.perf_counter()
-                record["valid"] = validate(engine.module)
-                record["valid_score"] = float(np.mean(list(record["valid"].values()))) if record["valid"] else 0.0
-                record["valid_s"] = round(time.perf_counter() - t0, 3)
+                epoch_log["valid"] = validate(engine.module)
+                valid = epoch_log["valid"]
+                epoch_log["valid_score"] = float(np.mean(list(valid.values()))) if valid else 0.0
+                epoch_log["valid_s"] = round(time.perf_counter() - t0, 3)
                 engine.train()
-            curve.append(record)
+            curve.append(epoch_log)
             best_epoch = _best_epoch(curve) if select_best else epoch
             _save_epoch(engine, checkpoint_dir, ckpt.CheckpointMeta(identity, epoch, curve, best_epoch), rank,
                         keep=None if keep_all_checkpoints else {best_epoch})
             if rank == 0:
-                log(_describe_epoch(record, hp.epochs, eta_s=_eta(curve, resumed_from or 0, hp.epochs)))
+                log(_describe_epoch(epoch_log, hp.epochs, eta_s=_eta(curve, resumed_from or 0, hp.epochs)))
             if on_epoch_end is not None:
-                on_epoch_end(record)
+                on_epoch_end(epoch_log)
 
         if best_epoch is not None and best_epoch != len(curve):
             _load_weights_only(engine, checkpoint_dir, best_epoch, identity)
@@ -436,11 +437,11 @@ def _best_epoch(curve: Sequence[dict[str, Any]]) -> int:
     return int(np.argmax(scores)) + 1
 
 
-def _describe_epoch(record: dict[str, Any], epochs: int, eta_s: float | None = None) -> str:
-    valid = ", ".join(f"{t} {v:.3f}" for t, v in record.get("valid", {}).items())
-    eta = f", ETA {_clock(eta_s)}" if eta_s is not None and record["epoch"] < epochs else ""
-    return (f"epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.4f}, "
-            f"{record['samples_per_s']:.0f} samples/s" + (f", valid recall {valid}" if valid else "") + eta)
+def _describe_epoch(epoch_log: dict[str, Any], epochs: int, eta_s: float | None = None) -> str:
+    valid = ", ".join(f"{t} {v:.3f}" for t, v in epoch_log.get("valid", {}).items())
+    eta = f", ETA {_clock(eta_s)}" if eta_s is not None and epoch_log["epoch"] < epochs else ""
+    return (f"epoch {epoch_log['epoch']}/{epochs}: loss {epoch_log['train_loss']:.4f}, "
+            f"{epoch_log['samples_per_s']:.0f} samples/s" + (f", valid recall {valid}" if valid else "") + eta)
 
 
 def _eta(curve: Sequence[dict[str, Any]], resumed_from: int, epochs: int) -> float | None:

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.leaderboard.experiments import EXPERIMENT_FILE, LoadedExperiment, read_experiment
-from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, record_decoding
+from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
 from harness.records.files import RECORD_FILE, read_record_folder
+from harness.records.record import ProtocolParams, ResultRecord, Unit
 
 # Folders inside a results tree that never hold records: the runner's per-unit work files.
 _PRUNED_FOLDERS = frozenset({"units"})
@@ -41,43 +42,43 @@ class LoadedRecord:
     """One validated record and where it came from (`path`: record.json relative to the records root)."""
 
     path: str
-    record: dict
+    record: ResultRecord
 
     @property
     def name(self) -> str:
-        return self.record["submission"]["name"]
+        return self.record.submission.name
 
     @property
     def display_name(self) -> str:
-        return self.record["submission"]["display_name"]
+        return self.record.submission.display_name
 
     @property
     def kind(self) -> str:
-        return self.record["submission"].get("kind") or "other"
+        return self.record.submission.kind
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.record["submission"]["tasks"])
+        return list(self.record.submission.tasks)
 
     @property
     def references(self) -> dict[str, str]:
-        return dict(self.record["submission"]["references"])
+        return dict(self.record.submission.references)
 
     @property
     def dataset(self) -> str:
-        return self.record["dataset"]["name"]
+        return self.record.dataset.name
 
     @property
     def fingerprint(self) -> str:
-        return self.record["dataset"]["fingerprint"]
+        return self.record.dataset.fingerprint
 
     @property
     def protocol_version(self) -> str:
-        return self.record["protocol"]["version"]
+        return self.record.protocol_version
 
     @property
     def decoding(self) -> str:
-        return record_decoding(self.record)
+        return self.record.params.decoding
 
     @property
     def group_key(self) -> tuple[str, str, str, str]:
@@ -85,11 +86,11 @@ class LoadedRecord:
 
     @functools.cached_property  # a frozen dataclass still has a __dict__ for the cache
     def finished_at(self) -> _dt.datetime:
-        return parse_timestamp(self.record["timing"]["finished_at"])
+        return parse_timestamp(self.record.timing.finished_at)
 
     @property
-    def failed_units(self) -> list[dict]:
-        return [unit for unit in self.record["units"] if unit["status"] == "failed"]
+    def failed_units(self) -> list[Unit]:
+        return [unit for unit in self.record.units if not unit.ok]
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,12 @@ class Group:
     def by_name(self) -> dict[str, LoadedRecord]:
         return {r.name: r for r in self.records}
 
-    def protocol_params(self) -> dict:
+    def protocol_params(self) -> ProtocolParams:
         """The parameters of the headline K's records (they agree within a protocol version)."""
         for r in self.records:
-            if r.record["protocol"]["params"]["headline_k"] == self.headline_k:
-                return r.record["protocol"]["params"]
-        return self.records[0].record["protocol"]["params"]
+            if r.record.params.headline_k == self.headline_k:
+                return r.record.params
+        return self.records[0].record.params
 
 
 @dataclass
@@ -219,7 +220,7 @@ def _read_experiments(root: Path, files: list[Path]) -> tuple[list[LoadedExperim
     return sorted(experiments, key=lambda e: (e.name, e.folder)), skipped
 
 
-def _read_one(folder: Path) -> tuple[dict | None, str | None]:
+def _read_one(folder: Path) -> tuple[ResultRecord | None, str | None]:
     """(record, None) or (None, the validator's message)."""
     try:
         return read_record_folder(folder), None
@@ -227,7 +228,7 @@ def _read_one(folder: Path) -> tuple[dict | None, str | None]:
         return None, str(exc)
 
 
-def _read_all(folders: list[Path]) -> list[tuple[dict | None, str | None]]:
+def _read_all(folders: list[Path]) -> list[tuple[ResultRecord | None, str | None]]:
     """Validate every folder, in order. JSON Schema validation costs ~10 ms a record in pure Python, so
     large trees are validated on every core (results come back in order: the build stays deterministic)."""
     workers = min(os.cpu_count() or 1, 8)
@@ -294,11 +295,11 @@ def _note_short_lists(group: Group) -> None:
     duplicates; `lists` in the record, schema 1.1): such lists cap Recall@K, so the page must not hide it."""
     short = []
     for r in group.records:
-        for task, stats in sorted((r.record.get("lists") or {}).items()):
-            mean = stats.get("mean_distinct_items")
-            if mean is not None and mean < stats["depth"] - 0.05:
+        for task, stats in sorted(r.record.lists.items()):
+            mean = stats.mean_distinct_items
+            if mean is not None and mean < stats.depth - 0.05:
                 short.append(f"{r.display_name} ({'recommendation' if task == 'rec' else task}) {mean:.1f} of "
-                             f"{stats['depth']}")
+                             f"{stats.depth}")
     if short:
         group.notes.append(
             "lists hold fewer distinct items than asked for, which caps Recall@K "
@@ -313,17 +314,16 @@ def _settle_protocol(group: Group) -> None:
     ks: set[int] = set()
     headlines: Counter[int] = Counter()
     for r in group.records:
-        params = r.record["protocol"]["params"]
-        ks.update(params["ks"])
-        headlines[params["headline_k"]] += 1
+        ks.update(r.record.params.ks)
+        headlines[r.record.params.headline_k] += 1
     group.ks = sorted(ks)
     group.headline_k = min(headlines, key=lambda k: (-headlines[k], k))
-    def comparable(params: dict) -> dict:  # a record from before decodings were declared used the default
-        return {**params, "decoding": params.get("decoding", DEFAULT_DECODING)}
+    def comparable(params: ProtocolParams) -> dict:  # every parameter as recorded, the decoding with its default
+        return {**params.to_dict(), "decoding": params.decoding}
 
     reference_params = comparable(group.protocol_params())
     differing = sorted(r.display_name for r in group.records
-                       if comparable(r.record["protocol"]["params"]) != reference_params)
+                       if comparable(r.record.params) != reference_params)
     if differing:
         group.notes.append(
             "these records use other protocol parameters than the rest of this table under the same protocol "

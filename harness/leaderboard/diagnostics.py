@@ -45,9 +45,7 @@ class DiagnosticsView:
 
 
 def diagnostics_view(loaded: LoadedRecord) -> DiagnosticsView | None:
-    diagnostics = loaded.record.get("diagnostics")
-    if not isinstance(diagnostics, dict):
-        return None
+    diagnostics = loaded.record.diagnostics
     per_task = {t: diagnostics[t] for t in TASK_TITLES if isinstance(diagnostics.get(t), dict)}
     if not per_task:
         return None

@@ -36,6 +36,7 @@ from harness.leaderboard.experiments import ExperimentView, build_experiment_vie
 from harness.leaderboard.tables import SIGNIFICANT_MARK, TASK_TITLES, Table, build_table
 from harness.leaderboard.views import FigureCopy, FigureFinder, Node, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
+from harness.records.record import ProtocolParams, ResultRecord
 
 # SITE_MARKER (collect.py): a file at the top of every built site; its presence is what allows a rebuild to
 # replace the folder, and the records walk never enters a folder holding it.
@@ -79,7 +80,7 @@ class GroupView:
     dataset_href: str
     tables: list[Table]
     sig_rule: str
-    params: dict
+    params: dict  # as the records hold them
     stats: list[tuple[str, str, str]] | None
     diagnostics: list[DiagnosticsView] = field(default_factory=list)  # §7 tables of the records that carry them
     html: markupsafe.Markup = markupsafe.Markup("")  # the rendered tables, shared by the index and dataset pages
@@ -205,24 +206,24 @@ def _group_view(site: Site, group: Group) -> GroupView:
         dataset_href=dataset_page(site.dataset_slugs[group.dataset]),
         tables=tables,
         sig_rule=_significance_rule(params),
-        params=params,
+        params=params.to_dict(),
         stats=_stats_rows(group),
         diagnostics=[view for view in map(diagnostics_view, group.records) if view is not None],
     )
 
 
-def _significance_rule(params: dict) -> str:
+def _significance_rule(params: ProtocolParams) -> str:
     """How the group's records decide significance, for the legend under its tables."""
-    corrected = "Holm-corrected p" if params.get("correction") == "holm" else "uncorrected p"
-    return f"{corrected} < {params.get('alpha', 0.05):g}"
+    corrected = "Holm-corrected p" if params.correction == "holm" else "uncorrected p"
+    return f"{corrected} < {params.alpha:g}"
 
 
 def _stats_rows(group: Group) -> list[tuple[str, str, str]] | None:
     """Table 3's row as (header, shown value, sort value), from the first record that carries the stats;
     None if none does (the page then says "not recorded")."""
     for loaded in group.records:
-        stats = loaded.record["dataset"].get("stats")
-        if isinstance(stats, dict) and stats:
+        stats = loaded.record.dataset.stats
+        if stats:
             rows = []
             for key, header, spec in _table3_columns():
                 value = stats.get(key)
@@ -244,38 +245,37 @@ def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
     sub_slug = site.submission_slugs[loaded.name]
     gid = _group_id(site, group)
     figures = FigureFinder(site.collection.root / Path(loaded.path).parent, f"figures/{gid}/{sub_slug}")
-    diagnostics = record.get("diagnostics") or None
+    diagnostics = record.diagnostics
     view = RecordView(
         loaded=loaded,
         group_id=gid,
         dataset_href=f"../{dataset_page(dataset_slug)}#{gid}",
         download=f"records/{gid}/{sub_slug}.json",
-        config_json=canonical_json(record["submission"].get("config", {})),
+        config_json=canonical_json(record.submission.config),
         metrics=_metric_rows(record),
         significance=_significance_rows(record),
         units=_unit_rows(record),
-        environment=[(k, format_scalar(record["environment"][k])) for k in sorted(record["environment"])],
+        environment=[(k, format_scalar(v)) for k, v in sorted(record.environment.items())],
         diagnostics=to_tree(diagnostics, figures) if diagnostics else None,
         diagnostics_tables=diagnostics_view(loaded),
-        adapter_params=to_tree(record["submission"].get("params", {})),
+        adapter_params=to_tree(record.submission.params),
     )
     site.figures.extend(figures.copies)
     site.copies.append((loaded, view.download))
     return view
 
 
-def _metric_rows(record: dict) -> list[dict]:
-    seeds = [str(s) for s in record["seeds"]]
+def _metric_rows(record: ResultRecord) -> list[dict]:
     rows = []
-    for task in sorted(record["metrics"]):
-        for name in sorted(record["metrics"][task], key=_metric_order):
-            value = record["metrics"][task][name]
+    for task in sorted(record.metric_tasks):
+        for name in sorted(record.metrics[task], key=_metric_order):
+            value = record.metrics[task][name]
             rows.append({
                 "task": TASK_TITLES.get(task, task),
                 "metric": name,
-                "mean": format_scalar(value["mean"]) if value["mean"] is None else f"{value['mean']:.4f}",
-                "n": f"{value['n']:,}",
-                "per_seed": ["—" if value["per_seed"].get(s) is None else f"{value['per_seed'][s]:.4f}" for s in seeds],
+                "mean": format_scalar(value.mean) if value.mean is None else f"{value.mean:.4f}",
+                "n": f"{value.n:,}",
+                "per_seed": ["—" if value.per_seed.get(s) is None else f"{value.per_seed[s]:.4f}" for s in record.seeds],
             })
     return rows
 
@@ -291,42 +291,41 @@ def _metric_order(name: str) -> tuple:
         return (1, None, name)
 
 
-def _significance_rows(record: dict) -> list[dict]:
+def _significance_rows(record: ResultRecord) -> list[dict]:
     def num(x, spec):
         return "—" if x is None else format(x, spec)
 
     rows = []
-    for task in sorted(record["significance"]):
-        for row in record["significance"][task]:
+    for task in sorted(record.significance):
+        for row in record.significance[task]:
             rows.append({
                 "task": TASK_TITLES.get(task, task),
-                "metric": row["metric"],
-                "reference": row["reference"],
-                "n": f"{row['n']:,}",
-                "mean": num(row["mean"], ".4f"),
-                "reference_mean": num(row["reference_mean"], ".4f"),
-                "diff": num(row["diff"], "+.4f"),
-                "ci": f"[{num(row['ci_low'], '.4f')}, {num(row['ci_high'], '.4f')}]",
-                "t": num(row["t"], ".3f"),
-                "p": num(row["p"], ".3g"),
-                "p_holm": num(row["p_holm"], ".3g"),
-                "significant": bool(row["significant"]),
+                "metric": row.metric,
+                "reference": row.reference,
+                "n": f"{row.n:,}",
+                "mean": num(row.mean, ".4f"),
+                "reference_mean": num(row.reference_mean, ".4f"),
+                "diff": num(row.diff, "+.4f"),
+                "ci": f"[{num(row.ci_low, '.4f')}, {num(row.ci_high, '.4f')}]",
+                "t": num(row.t, ".3f"),
+                "p": num(row.p, ".3g"),
+                "p_holm": num(row.p_holm, ".3g"),
+                "significant": bool(row.significant),
             })
     return rows
 
 
-def _unit_rows(record: dict) -> list[dict]:
+def _unit_rows(record: ResultRecord) -> list[dict]:
     rows = []
-    for unit in sorted(record["units"], key=lambda u: u["seed"]):
-        timings = unit.get("timings") or {}
-        retrieve = timings.get("retrieve_s") or {}
+    for unit in sorted(record.units, key=lambda u: u.seed):
+        retrieve = unit.retrieve_s
         rows.append({
-            "seed": unit["seed"],
-            "status": unit["status"],
-            "fit": format_seconds(timings.get("fit_s")),
+            "seed": unit.seed,
+            "status": unit.status,
+            "fit": format_seconds(unit.fit_s),
             "retrieve": ", ".join(f"{TASK_TITLES.get(t, t).lower()} {format_seconds(retrieve[t])}" for t in sorted(retrieve)) or "—",
-            "info": to_tree(unit.get("adapter_info") or {}),
-            "error": unit["error"],
+            "info": to_tree(unit.adapter_info),
+            "error": unit.error,
         })
     return rows
 
@@ -401,7 +400,7 @@ def _dataset_pages(env: jinja2.Environment, common: dict, site: Site) -> dict[st
     pages = {}
     for dataset in site.collection.datasets():
         views = [site.group_view(g) for g in site.collection.groups_of(dataset)]
-        latest = max(views[0].group.records, key=lambda r: r.finished_at).record["dataset"]
+        latest = max(views[0].group.records, key=lambda r: r.finished_at).record.dataset.to_dict()
         pages[dataset_page(site.dataset_slugs[dataset])] = _render(
             env, "dataset.html", common, root="", dataset=dataset, groups=views,
             dataset_info=to_tree({k: v for k, v in latest.items() if k not in ("stats", "name", "fingerprint")}),
@@ -426,7 +425,7 @@ def _submission_pages(env: jinja2.Environment, common: dict, site: Site) -> dict
 
 def _latest_finish(records: list[LoadedRecord]) -> str | None:
     """The latest `finished_at` among the records, as written there: the site's only date."""
-    return max(records, key=lambda r: r.finished_at).record["timing"]["finished_at"] if records else None
+    return max(records, key=lambda r: r.finished_at).record.timing.finished_at if records else None
 
 
 def _render(env: jinja2.Environment, template: str, common: dict, **context) -> str:
@@ -513,7 +512,7 @@ def _write_files(staging: Path, pages: dict[str, str], site: Site) -> None:
     for rel, html in pages.items():
         _write_text(staging / rel, html)
     for loaded, rel in site.copies:
-        _write_text(staging / rel, canonical_json(loaded.record))
+        _write_text(staging / rel, loaded.record.to_json())
     for figure in site.figures:
         target = staging / figure.target
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from harness.leaderboard.collect import Group, LoadedRecord
 from harness.metrics.measures import SEGMENTS, Metric
+from harness.records.record import SignificanceRow
 
 TASKS = ("rec", "search")
 TASK_TITLES = {"rec": "Recommendation", "search": "Search"}
@@ -118,36 +119,36 @@ def build_table(group: Group, k: int, table_id: str) -> Table:
 
 def _segment_size(group: Group, task: str, metric: str) -> int | None:
     for r in group.records:
-        value = r.record["metrics"].get(task, {}).get(metric)
+        value = r.record.metric(task, metric)
         if value is not None:
-            return value["n"]
+            return value.n
     return None
 
 
 def _row(r: LoadedRecord, columns: list[Column], by_name: dict[str, LoadedRecord], notes: list[str]) -> Row:
     cells = [_cell(r, column, by_name, notes) for column in columns]
-    return Row(r.name, r.display_name, r.kind, cells, failed_seeds=len(r.failed_units), seeds=len(r.record["seeds"]))
+    return Row(r.name, r.display_name, r.kind, cells, failed_seeds=len(r.failed_units), seeds=len(r.record.seeds))
 
 
 def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], notes: list[str]) -> Cell:
     task, metric = column.task, column.metric
     if task not in r.tasks:
         return Cell("n/a", "", title=f"{r.display_name} does not serve {TASK_TITLES[task].lower()}")
-    value = r.record["metrics"].get(task, {}).get(metric)
-    if value is None or value["mean"] is None:
+    value = r.record.metric(task, metric)
+    if value is None or value.mean is None:
         why = "not measured" if value is None else "no query in this segment"
-        if value is not None and not value["per_seed"]:
+        if value is not None and not value.per_seed:
             why = "no seed finished"
         return Cell("—", "", title=f"{metric} ({TASK_TITLES[task].lower()}): {why}")
-    mean = float(value["mean"])
+    mean = float(value.mean)
     cell = Cell(format_value(mean), repr(round(mean, DECIMALS)), value=mean)
-    lines = [f"{r.display_name}, {TASK_TITLES[task].lower()} {metric} = {mean:.4f} over {value['n']:,} queries"]
-    lists = (r.record.get("lists") or {}).get(task)
-    if lists and lists["mean_distinct_items"] is not None and column.segment == "all":
-        lines.append(f"lists hold {lists['mean_distinct_items']:.2f} distinct items of {lists['depth']} on average "
+    lines = [f"{r.display_name}, {TASK_TITLES[task].lower()} {metric} = {mean:.4f} over {value.n:,} queries"]
+    lists = r.record.lists.get(task)
+    if lists and lists.mean_distinct_items is not None and column.segment == "all":
+        lines.append(f"lists hold {lists.mean_distinct_items:.2f} distinct items of {lists.depth} on average "
                      f"(decoding {r.decoding})")
     reference = r.references.get(task)
-    test = _test_row(r, task, metric)
+    test = r.record.significance_row(task, metric)
     if reference is not None:
         ref_mean = _reference_mean(reference, task, metric, by_name, test)
         if ref_mean is None:
@@ -163,7 +164,7 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
             cell.improvement = format_percent((mean - ref_mean) / ref_mean * 100.0)
             lines.append(f"{cell.improvement} over its reference {reference} ({ref_mean:.4f})")
     if test is not None:
-        cell.significant = bool(test["significant"])
+        cell.significant = bool(test.significant)
         lines.append(_describe_test(test))
         notes.extend(f"{r.display_name}, {TASK_TITLES[task].lower()}: {why}"
                      for why in _comparison_notes(r, task, missing=False))
@@ -174,41 +175,32 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
 def _comparison_notes(r: LoadedRecord, task: str, *, missing: bool) -> list[str]:
     """What the record says about its comparison for `task` (harness.protocol.record: missing, or made over other
     seeds than the submission's)."""
-    notes = (r.record.get("diagnostics") or {}).get("comparison_notes") or []
-    return [n["note"] for n in notes if isinstance(n, dict) and n.get("task") == task
-            and bool(n.get("missing")) == missing and isinstance(n.get("note"), str)]
-
-
-def _test_row(r: LoadedRecord, task: str, metric: str) -> dict | None:
-    for row in r.record["significance"].get(task, []):
-        if row["metric"] == metric:
-            return row
-    return None
+    return [n.note for n in r.record.comparison_notes if n.task == task and n.missing == missing]
 
 
 def _reference_mean(
-    reference: str, task: str, metric: str, by_name: dict[str, LoadedRecord], test: dict | None
+    reference: str, task: str, metric: str, by_name: dict[str, LoadedRecord], test: SignificanceRow | None
 ) -> float | None:
     ref = by_name.get(reference)
     if ref is not None:
-        value = ref.record["metrics"].get(task, {}).get(metric)
-        if value is not None and value["mean"] is not None:
-            return float(value["mean"])
-    if test is not None and test["reference_mean"] is not None:
-        return float(test["reference_mean"])
+        value = ref.record.metric(task, metric)
+        if value is not None and value.mean is not None:
+            return float(value.mean)
+    if test is not None and test.reference_mean is not None:
+        return float(test.reference_mean)
     return None
 
 
-def _describe_test(test: dict) -> str:
+def _describe_test(test: SignificanceRow) -> str:
     """The tooltip line for one paired t-test row."""
     def num(x, spec=".4f"):
         return "n/a" if x is None else format(x, spec)
 
-    verdict = "significant" if test["significant"] else "not significant"
+    verdict = "significant" if test.significant else "not significant"
     return (
-        f"paired t-test vs {test['reference']}: diff {num(test['diff'], '+.4f')} "
-        f"[{num(test['ci_low'])}, {num(test['ci_high'])}], p = {num(test['p'], '.3g')}, "
-        f"Holm p = {num(test['p_holm'], '.3g')}, {verdict} at α = {test['alpha']:g} (n = {test['n']:,})"
+        f"paired t-test vs {test.reference}: diff {num(test.diff, '+.4f')} "
+        f"[{num(test.ci_low)}, {num(test.ci_high)}], p = {num(test.p, '.3g')}, "
+        f"Holm p = {num(test.p_holm, '.3g')}, {verdict} at α = {test.alpha:g} (n = {test.n:,})"
     )
 
 

@@ -12,6 +12,8 @@ generative adapter reads `Adapter.decoding`.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from harness.errors import HarnessError
 
 DEFAULT = "diverse-beam"
@@ -29,9 +31,10 @@ def check_decoding(name: str, where: str = "--decoding") -> str:
     return name
 
 
-def record_decoding(record: dict) -> str:
-    """A record's decoding; records written before decodings were declared used the paper's."""
-    return record["protocol"]["params"].get("decoding", DEFAULT)
+def params_decoding(params: Mapping[str, Any]) -> str:
+    """The decoding a record's protocol.params declare; records written before decodings were declared (schema 1.0)
+    used the paper's. The one statement of that rule: ResultRecord.params.decoding applies it."""
+    return params.get("decoding", DEFAULT)
 
 
 def folder_name(submission: str, decoding: str) -> str:

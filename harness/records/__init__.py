@@ -1,6 +1,6 @@
-"""The standard result format: a versioned JSON Schema, the validator every reader uses, and the record
-folder (record.json, per-query Parquet, TREC run and qrels files). pyarrow loads only when a Parquet or
-TREC file is read or written."""
+"""The standard result format: a versioned JSON Schema, the validator every reader uses, the typed record every
+reader goes through (ResultRecord), and the record folder (record.json, per-query Parquet, TREC run and qrels
+files). pyarrow loads only when a Parquet or TREC file is read or written."""
 
 from harness.records.files import (
     PER_QUERY_FILE,
@@ -16,11 +16,13 @@ from harness.records.files import (
     write_trec_qrels,
     write_trec_run,
 )
+from harness.records.record import ResultRecord
 from harness.records.validate import SCHEMA_VERSION, load_schema, read_record, validate_record
 
 __all__ = [
     "PER_QUERY_FILE",
     "RECORD_FILE",
+    "ResultRecord",
     "SCHEMA_VERSION",
     "files_block",
     "load_schema",

@@ -31,7 +31,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.io import atomic_path, write_json_atomic
 from harness.metrics.measures import Metric
-from harness.records.validate import read_record, validate_record
+from harness.records.record import ResultRecord
 
 if TYPE_CHECKING:
     import pyarrow
@@ -69,30 +69,31 @@ def files_block(runs: Runs, qrels: Qrels, has_per_query: bool) -> dict:
 
 def write_record_folder(
     folder: str | Path,
-    record: dict,
+    record: ResultRecord | dict,
     *,
     per_query: "pyarrow.Table | None",
     runs: Runs,
     qrels: Qrels,
     item_keys: np.ndarray,
     run_tag: str | None = None,
-) -> dict:
+) -> ResultRecord:
     """Validate, then write the folder (record.json last). Returns the record as written.
 
     runs[task][seed] = (query ids, rankings int [n, depth] padded with -1); qrels[task] = (query ids,
     rel_offsets, rel_items) in CSR form; ids index `item_keys` (the catalogue's item keys), which become
-    the docids. `record["files"]` is filled in from these arguments (or must already match them).
-    `run_tag` defaults to the submission's name.
+    the docids. The record's `files` block is filled in from these arguments (or must already match them;
+    ResultRecord.without_files() gives a record read elsewhere without its own). `run_tag` defaults to the
+    submission's name.
     """
     folder = Path(folder)
+    data = record.to_dict() if isinstance(record, ResultRecord) else record
     files = files_block(runs, qrels, per_query is not None)
-    if "files" in record and record["files"] != files:
+    if "files" in data and data["files"] != files:
         raise HarnessError(
-            f"{folder / RECORD_FILE}: $.files: {record['files']} does not match the files given: {files}"
+            f"{folder / RECORD_FILE}: $.files: {data['files']} does not match the files given: {files}"
         )
-    record = {**record, "files": files}
-    validate_record(record, source=str(folder / RECORD_FILE))
-    tag = run_tag if run_tag is not None else record["submission"]["name"]
+    written = ResultRecord.from_dict({**data, "files": files}, source=str(folder / RECORD_FILE))
+    tag = run_tag if run_tag is not None else written.submission.name
     _check_no_whitespace([tag], what="run tag")
     item_keys = np.asarray(item_keys, dtype=object)
     if per_query is not None:
@@ -100,27 +101,20 @@ def write_record_folder(
 
     folder.mkdir(parents=True, exist_ok=True)
     staged = _stage_files(folder, per_query, runs, qrels, item_keys, tag)
-    _commit(folder, staged, record)
-    return record
+    _commit(folder, staged, written.to_dict())
+    return written
 
 
-def read_record_folder(folder: str | Path) -> dict:
+def read_record_folder(folder: str | Path) -> ResultRecord:
     """The validated record of a complete folder; HarnessError if it is incomplete or a named file is missing."""
     folder = Path(folder)
     if not (folder / RECORD_FILE).exists():
         raise HarnessError(f"{folder}: no {RECORD_FILE}: the record was never written or its writing was interrupted")
-    record = read_record(folder / RECORD_FILE)
-    for name in _file_names(record["files"]):
+    record = ResultRecord.read(folder / RECORD_FILE)
+    for name in sorted(record.files.names()):
         if not (folder / name).is_file():
             raise HarnessError(f"{folder / RECORD_FILE}: $.files names {name!r}, which is not in {folder}")
     return record
-
-
-def _file_names(files: dict) -> set[str]:
-    names = {name for task_runs in files["runs"].values() for name in task_runs} | set(files["qrels"].values())
-    if files["per_query"] is not None:
-        names.add(files["per_query"])
-    return names
 
 
 def _stage_files(folder: Path, per_query, runs: Runs, qrels: Qrels, item_keys: np.ndarray, tag: str) -> dict:
