@@ -215,6 +215,40 @@ def test_every_cutoff_has_a_table_and_the_headline_is_shown_first(records_dir, t
         assert pressed == [f"R@{headline}"]
 
 
+def test_secondary_measures_have_tables_of_their_own_beside_older_records(tmp_path):
+    """Records of schema 1.2 list Recall, nDCG and RR; a record from before lists nothing (Recall alone). The page
+    keeps Recall's tables (and ids) first, adds a table per measure and cutoff behind a measure switch, shows "—"
+    for what an older record did not measure, and computes improvements over the reference in every measure."""
+    measures = ("R", "nDCG", "RR")
+    ref = synthetic_record(LINEUP[0], "sim1", measures=measures)
+    search_ref = synthetic_record(LINEUP[1], "sim1", measures=measures)
+    joint = synthetic_record(LINEUP[2], "sim1", measures=measures,
+                             reference_metrics={"rec": ref["metrics"]["rec"], "search": search_ref["metrics"]["search"]})
+    older = synthetic_record(LINEUP[3], "sim1")  # Recall alone, schema 1.0
+    write_records(tmp_path / "results", [ref, search_ref, joint, older])
+    build_site(tmp_path / "results", tmp_path / "site")
+    page = parse_html((tmp_path / "site" / "dataset-sim1.html").read_text())
+    panels = page.find_all("section", class_="k-panel")
+    assert [(p.attrs["data-measure"], p.attrs["data-k"]) for p in panels] == [
+        (m, str(k)) for m in ("R", "nDCG", "RR") for k in (1, 5, 10)]
+    assert [(p.attrs["data-measure"], p.attrs["data-k"]) for p in panels if "active" in p.classes()] == [("R", "10")]
+    group = panels[0].attrs["data-group"]
+    assert page.find("table", id=f"{group}-k10") is not None  # Recall's ids as before
+    switch = page.find("div", class_="measure-switch", data_group=group)
+    assert [b.text() for b in switch.find_all("button")] == ["Recall", "nDCG", "Reciprocal rank"]
+    table = page.find("table", id=f"{group}-nDCG-k10")
+    assert table.find("caption").text().startswith("nDCG@10 (headline cutoff) on sim1")
+    cells = table.find("tr", data_submission="joint_t5").find_all("td")
+    mine, theirs = joint["metrics"]["rec"]["nDCG@10"]["mean"], ref["metrics"]["rec"]["nDCG@10"]["mean"]
+    assert cell_value(cells[0].text()) == f"{mine:.3f}"
+    assert f"({format_percent((mine - theirs) / theirs * 100)})" in cells[0].text()
+    assert not table.find_all("sup", class_="sig")  # only Recall is tested
+    old_cells = table.find("tr", data_submission="pop_rec").find_all("td")
+    assert [cell_value(td.text()) for td in old_cells] == ["—"] * 6
+    assert "not measured" in old_cells[0].attrs["title"]
+    assert "Secondary measures (nDCG, Reciprocal rank)" in page.text()
+
+
 def test_reference_scoring_zero_gives_no_percentage(tmp_path):
     root = tmp_path / "results"
     ref = synthetic_record(LINEUP[0], "sim1")

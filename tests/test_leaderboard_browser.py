@@ -166,9 +166,11 @@ def records(results: Path) -> dict[str, dict]:
     return {p.parent.name: read_record(p) for p in sorted((results / "sim1").glob("*/record.json"))}
 
 
-def sim1_table(page, k: int):
+def sim1_table(page, k: int, measure: str = "R"):
+    """The sim1 table of one measure at one cutoff (Recall's ids have no measure in them: GROUP-kK)."""
+    suffix = f"-k{k}" if measure == "R" else f"-{measure}-k{k}"
     tables = [t for t in page.find_all("table", class_="board") if t.attrs["id"].startswith("sim1-")
-              and t.attrs["id"].endswith(f"-k{k}")]
+              and t.attrs["id"].endswith(suffix) and (measure != "R" or t.attrs["id"].count("-") == 3)]
     assert len(tables) == 1
     return tables[0]
 
@@ -259,7 +261,33 @@ def test_cutoff_switch_from_a_link(built, tmp_path):
               if "active" in p.classes()]
     assert active == ["5"]
     switch = page.find("div", class_="k-switch", data_group=group)
-    assert [b.text() for b in switch.find_all("button") if b.attrs["aria-pressed"] == "true"] == ["R@5"]
+    # the records hold several measures: the cutoff buttons name K alone, the measure switch the measure
+    assert [b.text() for b in switch.find_all("button") if b.attrs["aria-pressed"] == "true"] == ["@5"]
+
+
+def test_measure_switch_from_a_link_keeps_the_cutoff_and_the_recall_tables(built, tmp_path):
+    """Records list Recall, nDCG and RR: the page shows Recall first, and a link (or a button) switches every
+    group to another measure at the cutoff asked for; only Recall carries the significance marks."""
+    _, site = built
+    page = dump_dom(tmp_path, f"{(site / 'index.html').as_uri()}#measure=nDCG&k=5")
+    table = sim1_table(page, 5, "nDCG")
+    group = table.attrs["id"].rsplit("-nDCG-k", 1)[0]
+    active = [(p.attrs["data-measure"], p.attrs["data-k"]) for p in page.find_all("section", class_="k-panel", data_group=group)
+              if "active" in p.classes()]
+    assert active == [("nDCG", "5")]
+    switch = page.find("div", class_="measure-switch", data_group=group)
+    assert "hidden" not in switch.attrs
+    assert [b.text() for b in switch.find_all("button")] == ["Recall", "nDCG", "Reciprocal rank"]
+    assert [b.text() for b in switch.find_all("button") if b.attrs["aria-pressed"] == "true"] == ["nDCG"]
+    assert table.find("caption").text().startswith("nDCG@5 on sim1")
+    assert not table.find_all("sup", class_="sig")  # secondary measures are not tested
+    joint = table.find("tr", data_submission="joint_pop").find_all("td")
+    assert cell_value(joint[0].text()) not in ("n/a", "—")  # a value, from the record's nDCG@5
+    # without a fragment the headline measure and cutoff are shown
+    page = dump_dom(tmp_path, (site / "index.html").as_uri())
+    active = [(p.attrs["data-measure"], p.attrs["data-k"]) for p in page.find_all("section", class_="k-panel", data_group=group)
+              if "active" in p.classes()]
+    assert active == [("R", "10")]
 
 
 def test_reads_correctly_with_scripts_off(built, tmp_path):
@@ -277,8 +305,10 @@ def test_reads_correctly_with_scripts_off(built, tmp_path):
     assert "js" not in page.find("html").classes()  # CSS hides other cutoffs only under html.js
     assert not page.find_all("button", class_="sort")  # headers are plain text
     assert "hidden" in page.find("div", class_="k-switch").attrs  # no dead buttons
+    assert "hidden" in page.find("div", class_="measure-switch").attrs
     assert [t.find("caption").text().split(" on ")[0] for t in page.find_all("table", class_="board")] == [
-        "Recall@1", "Recall@5", "Recall@10 (headline cutoff)"]  # every cutoff, each saying which it is
+        f"{measure}@{k}{' (headline cutoff)' if k == 10 else ''}" for measure in ("Recall", "nDCG", "Reciprocal rank")
+        for k in (1, 5, 10)]  # every measure and cutoff, each saying which it is
     assert "n/a" in sim1_table(page, 10).text() and "Joint_Pop" in sim1_table(page, 10).text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     target = ARTIFACTS / "index-no-script.png"

@@ -70,7 +70,7 @@ def test_reads_a_current_record(tmp_path):
     assert not failed.ok and failed.error.type == "RuntimeError" and "NaN" in failed.error.message
     assert failed.retrieve_s == {} and failed.timings == {"fit_s": 130.0}
 
-    assert record.metric_tasks == ("rec", "search") and record.measures == ("R", "RR", "nDCG")
+    assert record.metric_tasks == ("rec", "search") and record.measures == ("R", "nDCG", "RR")
     assert record.metric("rec", "nDCG@10").mean == 0.1092
     value = record.metric("rec", "R@10")
     assert (value.mean, value.n, dict(value.per_seed)) == (0.187, 1000, {0: 0.187})

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.leaderboard.experiments import EXPERIMENT_FILE, LoadedExperiment, read_experiment
+from harness.metrics.measures import measure_order
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
 from harness.records.files import RECORD_FILE, read_record_folder
 from harness.records.record import ProtocolParams, ResultRecord, Unit
@@ -112,6 +113,7 @@ class Group:
     records: list[LoadedRecord]
     ks: list[int] = field(default_factory=list)
     headline_k: int = 0
+    measures: list[str] = field(default_factory=list)  # every measure a record holds, the headline (Recall) first
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -308,15 +310,18 @@ def _note_short_lists(group: Group) -> None:
 
 
 def _settle_protocol(group: Group) -> None:
-    """The group's cutoffs (the union of its records') and headline K (the one most records use).
+    """The group's cutoffs and measures (the union of its records') and headline K (the one most records use).
 
     Within one protocol version the parameters should agree; if they do not, the page says so."""
     ks: set[int] = set()
     headlines: Counter[int] = Counter()
+    measures: set[str] = set()
     for r in group.records:
         ks.update(r.record.params.ks)
+        measures.update(r.record.measures)
         headlines[r.record.params.headline_k] += 1
     group.ks = sorted(ks)
+    group.measures = sorted(measures, key=measure_order)
     group.headline_k = min(headlines, key=lambda k: (-headlines[k], k))
     def comparable(params: ProtocolParams) -> dict:  # every parameter as recorded, the decoding with its default
         return {**params.to_dict(), "decoding": params.decoding}

@@ -33,10 +33,12 @@ from harness.io import canonical_json
 from harness.leaderboard.collect import SITE_MARKER, Collection, Group, LoadedRecord, Skipped, collect
 from harness.leaderboard.diagnostics import DiagnosticsView, diagnostics_view
 from harness.leaderboard.experiments import ExperimentView, build_experiment_view, experiment_ids, experiment_page
+from harness.leaderboard.record_views import RecordView, metric_rows, significance_rows, unit_rows
 from harness.leaderboard.tables import SIGNIFICANT_MARK, TASK_TITLES, Table, build_table
-from harness.leaderboard.views import FigureCopy, FigureFinder, Node, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
+from harness.leaderboard.views import FigureCopy, FigureFinder, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
+from harness.metrics.measures import HEADLINE_MEASURE, registry
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
-from harness.records.record import ProtocolParams, ResultRecord
+from harness.records.record import ProtocolParams
 
 # SITE_MARKER (collect.py): a file at the top of every built site; its presence is what allows a rebuild to
 # replace the folder, and the records walk never enters a folder holding it.
@@ -84,6 +86,7 @@ class GroupView:
     stats: list[tuple[str, str, str]] | None
     diagnostics: list[DiagnosticsView] = field(default_factory=list)  # §7 tables of the records that carry them
     html: markupsafe.Markup = markupsafe.Markup("")  # the rendered tables, shared by the index and dataset pages
+    measures: list[tuple[str, str]] = field(default_factory=list)  # (code, title) of every measure shown, headline first
 
     @property
     def short_fingerprint(self) -> str:
@@ -93,21 +96,13 @@ class GroupView:
     def default_k(self) -> int:
         return self.group.headline_k
 
+    @property
+    def default_measure(self) -> str:
+        return HEADLINE_MEASURE
 
-@dataclass
-class RecordView:
-    loaded: LoadedRecord
-    group_id: str
-    dataset_href: str
-    download: str
-    config_json: str
-    metrics: list[dict]
-    significance: list[dict]
-    units: list[dict]
-    environment: list[tuple[str, str]]
-    diagnostics: Node | None  # the raw object, as the record holds it
-    diagnostics_tables: DiagnosticsView | None
-    adapter_params: Node
+    @property
+    def ks(self) -> list[int]:
+        return self.group.ks
 
 
 @dataclass
@@ -199,8 +194,11 @@ def _group_id(site: Site, group: Group) -> str:
 def _group_view(site: Site, group: Group) -> GroupView:
     gid = _group_id(site, group)
     params = group.protocol_params()
-    tables = [build_table(group, k, f"{gid}-k{k}") for k in group.ks]
+    # Measures this harness knows (a record from a harness with more measures shows those it can name).
+    measures = [code for code in group.measures if code in registry()]
+    tables = [build_table(group, k, _table_id(gid, measure, k), measure) for measure in measures for k in group.ks]
     return GroupView(
+        measures=[(code, registry()[code].title) for code in measures],
         id=gid,
         group=group,
         dataset_href=dataset_page(site.dataset_slugs[group.dataset]),
@@ -210,6 +208,11 @@ def _group_view(site: Site, group: Group) -> GroupView:
         stats=_stats_rows(group),
         diagnostics=[view for view in map(diagnostics_view, group.records) if view is not None],
     )
+
+
+def _table_id(group_id: str, measure: str, k: int) -> str:
+    """Recall's tables keep the ids they had before secondary measures (links and anchors stay valid)."""
+    return f"{group_id}-k{k}" if measure == HEADLINE_MEASURE else f"{group_id}-{measure}-k{k}"
 
 
 def _significance_rule(params: ProtocolParams) -> str:
@@ -252,9 +255,9 @@ def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
         dataset_href=f"../{dataset_page(dataset_slug)}#{gid}",
         download=f"records/{gid}/{sub_slug}.json",
         config_json=canonical_json(record.submission.config),
-        metrics=_metric_rows(record),
-        significance=_significance_rows(record),
-        units=_unit_rows(record),
+        metrics=metric_rows(record),
+        significance=significance_rows(record),
+        units=unit_rows(record),
         environment=[(k, format_scalar(v)) for k, v in sorted(record.environment.items())],
         diagnostics=to_tree(diagnostics, figures) if diagnostics else None,
         diagnostics_tables=diagnostics_view(loaded),
@@ -263,71 +266,6 @@ def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
     site.figures.extend(figures.copies)
     site.copies.append((loaded, view.download))
     return view
-
-
-def _metric_rows(record: ResultRecord) -> list[dict]:
-    rows = []
-    for task in sorted(record.metric_tasks):
-        for name in sorted(record.metrics[task], key=_metric_order):
-            value = record.metrics[task][name]
-            rows.append({
-                "task": TASK_TITLES.get(task, task),
-                "metric": name,
-                "mean": format_scalar(value.mean) if value.mean is None else f"{value.mean:.4f}",
-                "n": f"{value.n:,}",
-                "per_seed": ["—" if value.per_seed.get(s) is None else f"{value.per_seed[s]:.4f}" for s in record.seeds],
-            })
-    return rows
-
-
-def _metric_order(name: str) -> tuple:
-    """Metrics this harness knows in Metric order (R@1, R@1/head, ..., R@30/torso); others (a measure the
-    schema allows but this harness does not compute) after them, by name."""
-    from harness.metrics.measures import Metric
-
-    try:
-        return (0, Metric.parse(name), "")
-    except HarnessError:
-        return (1, None, name)
-
-
-def _significance_rows(record: ResultRecord) -> list[dict]:
-    def num(x, spec):
-        return "—" if x is None else format(x, spec)
-
-    rows = []
-    for task in sorted(record.significance):
-        for row in record.significance[task]:
-            rows.append({
-                "task": TASK_TITLES.get(task, task),
-                "metric": row.metric,
-                "reference": row.reference,
-                "n": f"{row.n:,}",
-                "mean": num(row.mean, ".4f"),
-                "reference_mean": num(row.reference_mean, ".4f"),
-                "diff": num(row.diff, "+.4f"),
-                "ci": f"[{num(row.ci_low, '.4f')}, {num(row.ci_high, '.4f')}]",
-                "t": num(row.t, ".3f"),
-                "p": num(row.p, ".3g"),
-                "p_holm": num(row.p_holm, ".3g"),
-                "significant": bool(row.significant),
-            })
-    return rows
-
-
-def _unit_rows(record: ResultRecord) -> list[dict]:
-    rows = []
-    for unit in sorted(record.units, key=lambda u: u.seed):
-        retrieve = unit.retrieve_s
-        rows.append({
-            "seed": unit.seed,
-            "status": unit.status,
-            "fit": format_seconds(unit.fit_s),
-            "retrieve": ", ".join(f"{TASK_TITLES.get(t, t).lower()} {format_seconds(retrieve[t])}" for t in sorted(retrieve)) or "—",
-            "info": to_tree(unit.adapter_info),
-            "error": unit.error,
-        })
-    return rows
 
 
 # --- rendering -----------------------------------------------------------------------------------

@@ -51,14 +51,14 @@ def _rng(*parts: str) -> np.random.Generator:
     return np.random.default_rng(int(hashlib.sha256("/".join(parts).encode()).hexdigest()[:16], 16))
 
 
-def synthetic_metrics(dataset: str, name: str, tasks, ks, seeds, n_queries: int = 500) -> dict:
+def synthetic_metrics(dataset: str, name: str, tasks, ks, seeds, n_queries: int = 500, measures=("R",)) -> dict:
     """{task: {metric: {mean, n, per_seed}}}: recall grows with K; head above torso, as on real data."""
     metrics = {}
     for task in tasks:
         rng = _rng(dataset, name, task)
         base = rng.uniform(0.05, 0.4)
         block = {}
-        for metric in standard_metrics(ks):
+        for metric in (m for measure in measures for m in standard_metrics(ks, measure)):
             scale = {"all": 1.0, "head": 1.6, "torso": 0.7}[metric.segment] * (metric.k / max(ks)) ** 0.5
             n = {"all": n_queries, "head": n_queries // 5, "torso": n_queries - n_queries // 10}[metric.segment]
             per_seed = {str(s): float(min(1.0, base * scale * rng.uniform(0.9, 1.1))) for s in seeds}
@@ -77,16 +77,18 @@ def synthetic_record(
     protocol_version: str = "1",
     finished_at: str = "2024-05-01T12:00:00+00:00",
     reference_metrics: dict | None = None,
+    measures: tuple[str, ...] = ("R",),
 ) -> dict:
-    """One valid record. `reference_metrics`: {task: metrics block of the reference} for the paired tests."""
+    """One valid record. `reference_metrics`: {task: metrics block of the reference} for the paired tests.
+    `measures` other than Recall alone make it a schema 1.2 record listing them."""
     fingerprint = fingerprint or sha256_of(f"dataset:{dataset}")
     headline = max(ks)
-    metrics = synthetic_metrics(dataset, entry.name, entry.tasks, ks, seeds)
+    metrics = synthetic_metrics(dataset, entry.name, entry.tasks, ks, seeds, measures=measures)
     references = dict(entry.references)
     config = {"submission": {"display_name": entry.display_name, "kind": entry.kind, "tasks": list(entry.tasks),
                              "datasets": [dataset], "seeds": list(seeds)},
               "params": {"epochs": 5}, "references": references}
-    return {
+    record = {
         "schema_version": "1.0",
         "harness": {"version": "0.1.0", "git_commit": "0123456789abcdef0123456789abcdef01234567"},
         "protocol": {"version": protocol_version, "params": {
@@ -111,6 +113,9 @@ def synthetic_record(
         "environment": {"python": "3.11.7", "platform": "Linux", "device": "cpu", "numpy": "2.4.6"},
         "timing": {"started_at": "2024-05-01T11:00:00+00:00", "finished_at": finished_at, "total_s": 3600.0},
     }
+    if tuple(measures) != ("R",):
+        record.update(schema_version="1.2", measures=list(measures))
+    return record
 
 
 def _significance(entry: Entry, dataset: str, metrics: dict, reference_metrics: dict, fingerprint: str, k: int) -> dict:

@@ -1,8 +1,9 @@
 """The numbers of one leaderboard table, in the shape of the paper's Table 5, as plain values for templates.
 
-A table shows one group of records (one dataset fingerprint, protocol version and decoding) at one cutoff K:
-rows are submissions, columns are Recall@K over all / head / torso targets for recommendation, then for
-search. Rules, each stated on the page as well:
+A table shows one group of records (one dataset fingerprint, protocol version and decoding) in one measure at one
+cutoff K: rows are submissions, columns are the measure at K (Recall, the paper's headline, or a secondary one:
+nDCG, reciprocal rank) over all / head / torso targets for recommendation, then for search. Rules, each stated on
+the page as well:
 
 - "n/a": the submission does not serve the task; "—": it serves it but has no value (no query in the
   segment, no finished seed, or K not measured by its protocol parameters).
@@ -12,7 +13,8 @@ search. Rules, each stated on the page as well:
   reference mean in %, with the reference's record from the same group; if that record is not there,
   the reference mean stored in the significance row (headline K only).
 - Significance mark (‡): the record's paired t-test against its reference for that metric has
-  p_holm < alpha (the record's `significant`). Records test the headline K only.
+  p_holm < alpha (the record's `significant`). Records test Recall at the headline K only, so secondary
+  measures carry no mark; their improvement over the reference is computed the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.leaderboard.collect import Group, LoadedRecord
-from harness.metrics.measures import SEGMENTS, Metric
+from harness.metrics.measures import HEADLINE_MEASURE, SEGMENTS, Metric, registry
 from harness.records.record import SignificanceRow
 
 TASKS = ("rec", "search")
@@ -82,6 +84,8 @@ class Table:
     columns: list[Column]
     blocks: list[Block]
     notes: list[str] = field(default_factory=list)
+    measure: str = HEADLINE_MEASURE  # its code: "R", "nDCG", "RR"
+    title: str = "Recall"  # what the caption calls it
 
     @property
     def rows(self) -> list[Row]:
@@ -101,12 +105,10 @@ def format_percent(change: float) -> str:
     return f"{sign}{abs(rounded):,}%"
 
 
-def build_table(group: Group, k: int, table_id: str) -> Table:
-    columns = [
-        Column(task, segment, str(Metric("R", k, segment)), _segment_size(group, task, str(Metric("R", k, segment))))
-        for task in TASKS
-        for segment in SEGMENTS
-    ]
+def build_table(group: Group, k: int, table_id: str, measure: str = HEADLINE_MEASURE) -> Table:
+    """The table of one measure at one cutoff (a registered measure: harness.metrics.measures.registry)."""
+    names = {(task, segment): str(Metric(measure, k, segment)) for task in TASKS for segment in SEGMENTS}
+    columns = [Column(task, segment, name, _segment_size(group, task, name)) for (task, segment), name in names.items()]
     by_name = group.by_name()
     notes: list[str] = []
     rows = [_row(r, columns, by_name, notes) for r in group.records]
@@ -114,7 +116,8 @@ def build_table(group: Group, k: int, table_id: str) -> Table:
     for row in rows:
         for cell, column in zip(row.cells, columns):
             cell.css = _classes(cell, column)
-    return Table(table_id, k, columns, _blocks(rows, group.records), notes=sorted(set(notes)))
+    return Table(table_id, k, columns, _blocks(rows, group.records), notes=sorted(set(notes)), measure=measure,
+                 title=registry()[measure].title)
 
 
 def _segment_size(group: Group, task: str, metric: str) -> int | None:

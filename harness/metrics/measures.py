@@ -95,6 +95,11 @@ def register(measure: Measure) -> Measure:
     return measure
 
 
+def measure_order(code: str) -> tuple[bool, str]:
+    """The order measures are listed in everywhere: the headline first, then by code, case aside (nDCG before RR)."""
+    return code != HEADLINE_MEASURE, code.casefold()
+
+
 def registry() -> dict[str, Measure]:
     """{code: Measure}, the headline first, then by code. Loads every module of harness/metrics/builtin once."""
     global _LOADED
@@ -103,7 +108,7 @@ def registry() -> dict[str, Measure]:
         for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
             importlib.import_module(f"{_BUILTIN_PACKAGE}.{module}")
         _LOADED = True
-    order = sorted(_REGISTRY, key=lambda code: (code != HEADLINE_MEASURE, code))
+    order = sorted(_REGISTRY, key=measure_order)
     return {code: _REGISTRY[code] for code in order}
 
 _PATTERN = re.compile(r"^(?P<measure>[A-Za-z][A-Za-z0-9_]*)@(?P<k>[1-9][0-9]*)(?:/(?P<segment>[a-z]+))?$")

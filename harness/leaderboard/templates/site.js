@@ -1,4 +1,4 @@
-// Leaderboard page behaviour: sortable tables and the cutoff (K) switch. Plain ES5-level DOM code, no
+// Leaderboard page behaviour: sortable tables and the cutoff (K) and measure switches. Plain ES5-level DOM code, no
 // library: the page must work from file:// with no network. Without this script every table is still
 // complete and readable: headers are plain text and every cutoff's table is listed one after another.
 (function () {
@@ -51,25 +51,37 @@
     });
   }
 
-  function showK(group, k) {
+  // The one panel of a group shown: its cutoff K and its measure (Recall, or a secondary one such as nDCG). Either
+  // left out keeps the group's current one (the pressed button). False when the group has no such table.
+  function pressed(selector, group, attr) {
+    var button = document.querySelector(selector + '[data-group="' + group + '"] button[aria-pressed="true"]');
+    return button ? button.getAttribute(attr) : null;
+  }
+
+  function showPanel(group, k, measure) {
+    k = String(k || pressed(".k-switch", group, "data-k"));
+    measure = measure || pressed(".measure-switch", group, "data-measure") || "R";
     var panels = document.querySelectorAll('.k-panel[data-group="' + group + '"]');
-    var found = false;
-    Array.prototype.forEach.call(panels, function (p) { if (p.getAttribute("data-k") === String(k)) found = true; });
-    if (!found) return false;
-    Array.prototype.forEach.call(panels, function (p) { p.classList.toggle("active", p.getAttribute("data-k") === String(k)); });
-    var buttons = document.querySelectorAll('.k-switch[data-group="' + group + '"] button');
-    Array.prototype.forEach.call(buttons, function (btn) { btn.setAttribute("aria-pressed", String(btn.getAttribute("data-k") === String(k))); });
+    function isShown(p) { return p.getAttribute("data-k") === k && (p.getAttribute("data-measure") || "R") === measure; }
+    if (!Array.prototype.some.call(panels, isShown)) return false;
+    Array.prototype.forEach.call(panels, function (p) { p.classList.toggle("active", isShown(p)); });
+    [[".k-switch", "data-k", k], [".measure-switch", "data-measure", measure]].forEach(function (sw) {
+      var buttons = document.querySelectorAll(sw[0] + '[data-group="' + group + '"] button');
+      Array.prototype.forEach.call(buttons, function (btn) { btn.setAttribute("aria-pressed", String(btn.getAttribute(sw[1]) === sw[2])); });
+    });
     return true;
   }
 
   function setUpSwitch(sw) {
     sw.hidden = false;
+    var group = sw.getAttribute("data-group");
     Array.prototype.forEach.call(sw.querySelectorAll("button"), function (btn) {
-      btn.addEventListener("click", function () { showK(sw.getAttribute("data-group"), btn.getAttribute("data-k")); });
+      btn.addEventListener("click", function () { showPanel(group, btn.getAttribute("data-k"), btn.getAttribute("data-measure")); });
     });
   }
 
-  // Links may carry a state in the fragment: "#k=10" shows R@10 wherever it exists, and
+  // Links may carry a state in the fragment: "#k=10" shows R@10 wherever it exists, "#measure=nDCG" the nDCG tables
+  // (at the current or the given K), and
   // "#sort=TABLE_ID:COLUMN[:ascending|descending]" clicks that column's header (as a reader would) until
   // the table is sorted that way. Tests use this to check sorting in a headless browser.
   function applyFragment() {
@@ -78,15 +90,15 @@
       var eq = part.indexOf("=");
       if (eq > 0) state[decodeURIComponent(part.slice(0, eq))] = decodeURIComponent(part.slice(eq + 1));
     });
-    if (state.k) {
-      Array.prototype.forEach.call(document.querySelectorAll(".k-switch"), function (sw) { showK(sw.getAttribute("data-group"), state.k); });
+    if (state.k || state.measure) {
+      Array.prototype.forEach.call(document.querySelectorAll(".k-switch"), function (sw) { showPanel(sw.getAttribute("data-group"), state.k, state.measure); });
     }
     if (state.sort) {
       var spec = state.sort.split(":");
       var table = document.getElementById(spec[0]);
       if (!table) return;
       var panel = table.closest(".k-panel");
-      if (panel) showK(panel.getAttribute("data-group"), panel.getAttribute("data-k"));
+      if (panel) showPanel(panel.getAttribute("data-group"), panel.getAttribute("data-k"), panel.getAttribute("data-measure"));
       var th = table.querySelector('thead th[data-col="' + spec[1] + '"]');
       if (!th) return;
       for (var i = 0; i < 2 && (!th.getAttribute("aria-sort") || (spec[2] && th.getAttribute("aria-sort") !== spec[2])); i++) {
@@ -97,7 +109,7 @@
 
   function start() {
     Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), makeSortable);
-    Array.prototype.forEach.call(document.querySelectorAll(".k-switch"), setUpSwitch);
+    Array.prototype.forEach.call(document.querySelectorAll(".k-switch, .measure-switch"), setUpSwitch);
     applyFragment();
     document.body.setAttribute("data-ready", "true");
   }
