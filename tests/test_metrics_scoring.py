@@ -109,5 +109,5 @@ def test_recall_is_score_with_recall_alone_and_unchanged_by_other_measures():
 
 def test_unknown_measure_is_named():
     rankings, offsets, items, is_head = random_case(seed=3, n_queries=5)
-    with pytest.raises(HarnessError, match="'P'"):
-        score(rankings, offsets, items, is_head, [1], measures=["P"])
+    with pytest.raises(HarnessError, match="'XYZ'"):
+        score(rankings, offsets, items, is_head, [1], measures=["XYZ"])
