@@ -10,10 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.data.compile import build_dataset
 from harness.data.spec import DatasetSpec
+from harness.data.store import CompiledDataset
 from harness.errors import HarnessError
+from harness.protocol.decodings import DECODINGS
 from harness.protocol.submission import Submission, _config_hash, load_submission
+from harness.records.provenance import results_folder
 from harness.records.record import ResultRecord
+from harness.runner import Runner
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 
@@ -59,9 +64,6 @@ class Context:
     # ---- datasets -------------------------------------------------------------------------------------
     def dataset(self, spec: str) -> str:
         """The spec's canonical name, built (deterministically, into the dataset cache) if not yet compiled."""
-        from harness.data.compile import build_dataset
-        from harness.data.store import CompiledDataset
-
         parsed = DatasetSpec.parse(spec)
         clash = sorted(set(parsed.param_dict()) & set(self.dataset_params))
         if clash:
@@ -78,8 +80,6 @@ class Context:
     def run(self, submission: Submission, dataset: str) -> ResultRecord:
         """Run (or resume) one submission on one dataset; the record it left. A failed unit stops the experiment
         with its message: a summary over missing numbers would mislead."""
-        from harness.runner import Runner
-
         runner = Runner(submission, out_dir=self.results, cache_dir=self.cache_dir, progress=self.progress,
                         log=self.log, decoding=self.decoding)
         (outcome,) = runner.run(datasets=[dataset], seeds=self.seeds)
@@ -93,8 +93,6 @@ class Context:
         return ResultRecord.read(self.record_folder(submission, dataset) / "record.json")
 
     def record_folder(self, submission: Submission, dataset: str) -> Path:
-        from harness.records.provenance import results_folder
-
         return results_folder(self.results, dataset, submission.name, self.decoding)
 
     def record_path(self, submission: Submission, dataset: str) -> str:
@@ -138,8 +136,6 @@ def distinct_items(record: ResultRecord, task: str) -> float | None:
 
 
 def decoding_note(ctx: Context) -> str:
-    from harness.protocol.decodings import DECODINGS
-
     return (f"Decoding: {ctx.decoding} ({DECODINGS[ctx.decoding]}). Every model of this experiment is decoded this "
             "way and tests compare only within it; 'Distinct' is the mean number of distinct items per list.")
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.data.spec import DatasetSpec
+from harness.data.store import CompiledDataset
 from harness.diagnostics.figures import plot_embedding_projection
 from harness.errors import HarnessError
 from harness.experiments.context import Context, minimum_detectable_difference
 from harness.experiments.summary import Summary
+from harness.metrics.significance import paired_ttest
+from harness.protocol.units import EMBEDDINGS_FILE, INITIAL_EMBEDDINGS_FILE
 
 DEFAULT_DATASET = "sim2"
 NEIGHBOURS = 5
@@ -23,10 +27,6 @@ NEIGHBOURS = 5
 
 def run_projection(ctx: Context, *, dataset: str = DEFAULT_DATASET, method: str = "auto",
                    command: str = "") -> Summary:
-    from harness.data.spec import DatasetSpec
-    from harness.data.store import CompiledDataset
-    from harness.protocol.units import EMBEDDINGS_FILE, INITIAL_EMBEDDINGS_FILE
-
     joint = ctx.joint_submission()
     name = ctx.dataset(dataset)
     models = [ctx.reference(task) for task in sorted(joint.references)]
@@ -158,8 +158,6 @@ def _purity_tests(summary, per_seed: dict[str, list[np.ndarray]], baseline: str,
     over seeds, the harness's convention for queries (seed-averaged per-query values), with items as the units.
     The note adds the test over seeds (each seed's purity, paired by seed order), which with three seeds has two
     degrees of freedom: the stricter reading of "significantly over seeds"."""
-    from harness.metrics.significance import paired_ttest
-
     for row in summary.rows:
         if row["model"] == baseline or row["model"] not in per_seed:
             continue

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from harness.experiments import cap, projection
+from harness.experiments.cap import DEFAULT_CAPS, run_cap
+from harness.experiments.projection import run_projection
+from harness.experiments.sweeps import DEFAULT_SAMPLES, SWEEPS, run_sweep
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -16,8 +21,6 @@ class Experiment:
 
 def _sweep(name: str):
     def run(ctx, args, command):
-        from harness.experiments.sweeps import DEFAULT_SAMPLES, SWEEPS, run_sweep
-
         return run_sweep(SWEEPS[name], ctx, levels=args.levels, samples=args.samples or DEFAULT_SAMPLES,
                          command=command)
 
@@ -25,16 +28,12 @@ def _sweep(name: str):
 
 
 def _cap(ctx, args, command):
-    from harness.experiments.cap import DEFAULT_CAPS, DEFAULT_DATASET, run_cap
-
-    return run_cap(ctx, dataset=args.dataset or DEFAULT_DATASET, caps=args.caps or DEFAULT_CAPS,
+    return run_cap(ctx, dataset=args.dataset or cap.DEFAULT_DATASET, caps=args.caps or DEFAULT_CAPS,
                    tasks=args.tasks or ("rec", "search"), command=command)
 
 
 def _projection(ctx, args, command):
-    from harness.experiments.projection import DEFAULT_DATASET, run_projection
-
-    return run_projection(ctx, dataset=args.dataset or DEFAULT_DATASET, method=args.method, command=command)
+    return run_projection(ctx, dataset=args.dataset or projection.DEFAULT_DATASET, method=args.method, command=command)
 
 
 EXPERIMENTS: dict[str, Experiment] = {

@@ -28,6 +28,7 @@ import jinja2
 import markupsafe
 
 from harness import __version__
+from harness.data.stats import TABLE3_COLUMNS
 from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.leaderboard.collect import SITE_MARKER, Collection, Group, LoadedRecord, Skipped, collect
@@ -237,9 +238,7 @@ def _stats_rows(group: Group) -> list[tuple[str, str, str]] | None:
 
 
 def _table3_columns() -> tuple[tuple[str, str, str], ...]:
-    from harness.data.stats import TABLE3_COLUMNS  # the one list of Table 3 columns, headers and formats
-
-    return TABLE3_COLUMNS
+    return TABLE3_COLUMNS  # the one list of Table 3 columns, headers and formats (harness.data.stats)
 
 
 def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
