@@ -103,8 +103,9 @@ def test_each_simulation_page_renders_the_diagnostics_as_tables(main_job):
         assert t8[0][3] == f"{rec['redundancy']['redundant_pairs']:,}"
 
 
-def _row(page: str, submission: str, k: int) -> str:
-    panel = page[re.search(rf'<section class="k-panel[^"]*" data-group="[^"]*" data-k="{k}">', page).start():]
+def _row(page: str, submission: str, k: int, measure: str = "R") -> str:
+    panel = page[re.search(rf'<section class="k-panel[^"]*" data-group="[^"]*" data-k="{k}" data-measure="{measure}">',
+                           page).start():]
     start = panel.index(f'<tr data-submission="{submission}">')
     return panel[start: panel.index("</tr>", start)]
 

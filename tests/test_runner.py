@@ -334,7 +334,8 @@ def test_a_decoding_has_its_own_records_lists_and_comparisons(sims, tmp_path):
     site = tmp_path / "site"
     build_site(out, site)
     page = (site / "dataset-sim1.html").read_text()
-    assert page.count('<table class="board sortable"') == 2 * 3  # two groups, a table per cutoff (1, 5, 10)
+    # two groups, a table per measure (Recall, nDCG, RR) and cutoff (1, 5, 10)
+    assert page.count('<table class="board sortable"') == 2 * 3 * 3
     assert "decoding <strong>distinct</strong>" in page and "decoding <strong>diverse-beam</strong> (the paper" in page
     assert "lists hold fewer distinct items than asked for" in page and "joint (recommendation) 5.0 of 10" in page
     # The overview shows the paper's decoding although the distinct records are newer
