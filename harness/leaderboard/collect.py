@@ -22,6 +22,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from harness.errors import HarnessError
 from harness.leaderboard.experiments import EXPERIMENT_FILE, LoadedExperiment, read_experiment
@@ -58,12 +59,12 @@ class LoadedRecord:
         return self.record.submission.kind
 
     @property
-    def tasks(self) -> list[str]:
-        return list(self.record.submission.tasks)
+    def tasks(self) -> tuple[str, ...]:
+        return self.record.submission.tasks
 
     @property
-    def references(self) -> dict[str, str]:
-        return dict(self.record.submission.references)
+    def references(self) -> Mapping[str, str]:
+        return self.record.submission.references  # read-only (ResultRecord)
 
     @property
     def dataset(self) -> str:

@@ -3,6 +3,7 @@ formatted strings for the templates (harness.leaderboard.site lays them out)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from harness.errors import HarnessError
@@ -10,7 +11,7 @@ from harness.leaderboard.collect import LoadedRecord
 from harness.leaderboard.diagnostics import DiagnosticsView
 from harness.leaderboard.tables import TASK_TITLES
 from harness.leaderboard.views import Node, format_scalar, format_seconds, to_tree
-from harness.metrics.measures import Metric
+from harness.metrics.measures import Metric, measure_order
 from harness.records.record import ResultRecord
 
 
@@ -45,13 +46,15 @@ def metric_rows(record: ResultRecord) -> list[dict]:
     return rows
 
 
+@functools.lru_cache(maxsize=4096)  # a site sorts the same few dozen names for every record
 def metric_order(name: str) -> tuple:
-    """Metrics this harness knows in Metric order (R@1, R@1/head, ..., R@30/torso); others (a measure the
-    schema allows but this harness does not compute) after them, by name."""
+    """Metrics this harness knows by measure (Recall first), cutoff and segment (R@1, R@1/head, ..., nDCG@1, ...);
+    others (a measure the schema allows but this harness does not compute) after them, by name."""
     try:
-        return (0, Metric.parse(name), "")
+        metric = Metric.parse(name)
     except HarnessError:
-        return (1, None, name)
+        return (1, (), 0, "", name)
+    return (0, measure_order(metric.measure), metric.k, metric.segment, "")
 
 
 def significance_rows(record: ResultRecord) -> list[dict]:

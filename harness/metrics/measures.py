@@ -36,9 +36,11 @@ ABSENT = np.iinfo(np.int64).max
 
 @dataclass(frozen=True)
 class SegmentHits:
-    """One segment's (query, relevant item) pairs: the query of each pair and the position (0 = top) at which its
-    item first appears in that query's ranking, ABSENT (beyond every cutoff) when it does not. What every measure is
-    computed from."""
+    """Every (query, relevant item) pair, seen from one segment: the query of each pair and the position (0 = top) at
+    which its item first appears in that query's ranking; ABSENT (beyond every cutoff) when it does not, or when the
+    item is outside the segment (so it is never a hit). `n_relevant` counts the query's relevant items in the
+    segment: a measure's denominator comes from it, never from the number of pairs. What every measure is computed
+    from."""
 
     n_queries: int
     pair_query: np.ndarray  # int64 [pairs]
@@ -56,10 +58,11 @@ class SegmentHits:
         return out
 
     def per_query_max(self, values: np.ndarray) -> np.ndarray:
-        """float64 [n_queries]: the largest of a per-pair value (>= 0, one per pair of the segment) over each query's
-        pairs; NaN for a query outside the segment (it has no pair)."""
-        best = np.where(self.n_relevant > 0, 0.0, np.nan)
+        """float64 [n_queries]: the largest of a per-pair value (>= 0, one per pair) over each query's pairs; NaN for a
+        query outside the segment."""
+        best = np.zeros(self.n_queries)
         np.maximum.at(best, self.pair_query, values)
+        best[self.n_relevant == 0] = np.nan
         return best
 
 
@@ -81,6 +84,7 @@ class Measure:
 
 _REGISTRY: dict[str, Measure] = {}
 _LOADED = False
+_ORDERED: dict[str, Measure] | None = None  # registry()'s answer, kept until the next register()
 
 
 def register(measure: Measure) -> Measure:
@@ -91,7 +95,9 @@ def register(measure: Measure) -> Measure:
     if known is not None and known.per_query is not measure.per_query:
         raise HarnessError(f"measure {measure.code!r} is registered twice ({known.per_query.__module__} and "
                            f"{measure.per_query.__module__})")
+    global _ORDERED
     _REGISTRY[measure.code] = measure
+    _ORDERED = None
     return measure
 
 
@@ -102,14 +108,15 @@ def measure_order(code: str) -> tuple[bool, str]:
 
 def registry() -> dict[str, Measure]:
     """{code: Measure}, the headline first, then by code. Loads every module of harness/metrics/builtin once."""
-    global _LOADED
+    global _LOADED, _ORDERED
     if not _LOADED:
         package = importlib.import_module(_BUILTIN_PACKAGE)  # a plugin folder: loaded by name, not imported above
         for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
             importlib.import_module(f"{_BUILTIN_PACKAGE}.{module}")
         _LOADED = True
-    order = sorted(_REGISTRY, key=measure_order)
-    return {code: _REGISTRY[code] for code in order}
+    if _ORDERED is None:  # Metric() asks on every construction: sort once
+        _ORDERED = {code: _REGISTRY[code] for code in sorted(_REGISTRY, key=measure_order)}
+    return dict(_ORDERED)
 
 _PATTERN = re.compile(r"^(?P<measure>[A-Za-z][A-Za-z0-9_]*)@(?P<k>[1-9][0-9]*)(?:/(?P<segment>[a-z]+))?$")
 
@@ -163,6 +170,8 @@ def standard_metrics(ks: Iterable[int], measure: str = HEADLINE_MEASURE) -> list
 
 def check_cutoff(k: object) -> int:
     """k as a plain int; HarnessError unless it is a positive integer (numpy integers accepted)."""
+    if type(k) is int and k >= 1:  # the common case, without the abstract-class check (the leaderboard makes 10^4)
+        return k
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise HarnessError(f"metric cutoff k={k!r} must be a positive integer")
     return int(k)

@@ -94,7 +94,8 @@ def _segment_hits(segment, n_queries, pair_query, first_hit, pair_is_head, n_rel
     if segment == "all":
         return SegmentHits(n_queries, pair_query, first_hit, n_relevant.astype(np.float64))
     keep = pair_is_head if segment == "head" else ~pair_is_head
-    return SegmentHits(n_queries, pair_query[keep], first_hit[keep],
+    # Every pair stays (no gather of the pair arrays): one outside the segment is simply never found.
+    return SegmentHits(n_queries, pair_query, np.where(keep, first_hit, ABSENT),
                        np.bincount(pair_query, weights=keep, minlength=n_queries))
 
 
