@@ -10,7 +10,7 @@ import pytest
 import harness.records.files as files_module
 from harness.errors import HarnessError
 from harness.evaluation.comparison import paired_tests
-from harness.metrics import Metric, metrics_block, recall_at_k, standard_metrics
+from harness.metrics import Metric, metrics_block, recall_at_k, registry, score, standard_metrics
 from harness.records import (
     SCHEMA_VERSION,
     load_schema,
@@ -457,7 +457,8 @@ def test_bad_per_query_file_is_reported(tmp_path):
 
 
 @pytest.mark.parametrize("segment", ["all", "head", "torso"])
-def test_trec_files_rescored_with_ir_measures_match_recall_at_k(tmp_path, segment):
+@pytest.mark.parametrize("measure", sorted(registry()))
+def test_trec_files_rescored_with_ir_measures_match_every_measure(tmp_path, segment, measure):
     ir_measures = pytest.importorskip("ir_measures")
     qids, rankings, offsets, items = _evaluation(seed=7, n_queries=60)
     write_trec_run(tmp_path / "r.run", qids, rankings, ITEM_KEYS, "mytag")
@@ -467,14 +468,14 @@ def test_trec_files_rescored_with_ir_measures_match_recall_at_k(tmp_path, segmen
     qrels = [q for q in ir_measures.read_trec_qrels(str(tmp_path / "r.qrels")) if keep(q.doc_id)]
     run = list(ir_measures.read_trec_run(str(tmp_path / "r.run")))
     ks = [1, 5, 10, 20]
-    ours = recall_at_k(rankings, offsets, items, IS_HEAD, ks)
+    ours = score(rankings, offsets, items, IS_HEAD, ks, [measure])
     theirs = {
         (m.query_id, m.measure.params["cutoff"]): m.value
-        for m in ir_measures.iter_calc([ir_measures.R @ k for k in ks], qrels, run)
+        for m in ir_measures.iter_calc([ir_measures.parse_measure(f"{measure}@{k}") for k in ks], qrels, run)
     }
     scored = {q for q, _ in theirs}
     for k in ks:
-        column = ours[Metric("R", k, segment)]
+        column = ours[Metric(measure, k, segment)]
         assert {qids[i] for i in np.flatnonzero(~np.isnan(column))} == scored
         for i, qid in enumerate(qids):
             if qid in scored:
