@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from harness.metrics.measures import Measure, register
-from harness.metrics.measures import SegmentHits
+from harness.metrics.measures import Measure, SegmentHits, register
 
 
 def reciprocal_rank(hits: SegmentHits, k: int) -> np.ndarray:
