@@ -295,7 +295,7 @@ def test_bad_records_are_reported_and_skipped_without_breaking_the_build(records
     status["units"][0]["status"] = "done"
     put("status", status)
     newer = copy.deepcopy(good)
-    newer.update(schema_version="1.3", calibration={"ece": 0.1})
+    newer.update(schema_version="1.4", calibration={"ece": 0.1})
     put("newer", newer)
     major = copy.deepcopy(good)
     major["schema_version"] = "2.0"
@@ -316,7 +316,7 @@ def test_bad_records_are_reported_and_skipped_without_breaking_the_build(records
     assert set(reasons) == {f"bad/{n}/record.json" for n in
                             ("status", "newer", "major", "fingerprint", "json", "missing", "duplicate")}
     assert "$.units[0].status: 'done' is not one of ['ok', 'failed']" in reasons["bad/status/record.json"]
-    assert "unknown field 'calibration': the record uses schema 1.3; this harness knows 1.2: upgrade the harness" \
+    assert "unknown field 'calibration': the record uses schema 1.4; this harness knows 1.3: upgrade the harness" \
         in reasons["bad/newer/record.json"]
     assert "the record uses schema 2.0" in reasons["bad/major/record.json"]
     assert "reference_fingerprint: the reference was measured on" in reasons["bad/fingerprint/record.json"]

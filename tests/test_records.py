@@ -134,9 +134,9 @@ def test_unknown_top_level_field_is_named():
 
 def test_unknown_field_from_a_newer_minor_names_both_versions():
     record = example_record()
-    record["schema_version"] = "1.3"
+    record["schema_version"] = "1.4"
     record["calibration"] = {}
-    _raises(record, "unknown field 'calibration'", "uses schema 1.3", "knows 1.2")
+    _raises(record, "unknown field 'calibration'", "uses schema 1.4", "knows 1.3")
 
 
 def test_lists_are_checked_against_the_seeds_and_the_depth():
@@ -162,7 +162,7 @@ def test_unknown_nested_field_in_a_closed_object():
 
 def test_newer_minor_without_unknown_fields_is_read():
     record = example_record()
-    record["schema_version"] = "1.3"
+    record["schema_version"] = "1.4"
     validate_record(record, source="x")
 
 

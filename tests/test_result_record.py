@@ -84,7 +84,8 @@ def test_reads_a_current_record(tmp_path):
     assert record.timing.finished_at == "2024-05-01T12:11:02.512+00:00" and record.timing.total_s == 662.5
     assert record.files.per_query == "per_query.parquet" and record.files.runs["rec"] == ("rec.seed0.run",)
     assert record.files.names() == {"per_query.parquet", "rec.seed0.run", "search.seed0.run", "rec.qrels",
-                                    "search.qrels"}
+                                    "search.qrels", "rec.head", "search.head"}
+    assert dict(record.files.heads) == {"rec": "rec.head", "search": "search.head"}
     assert record.environment["python"] == "3.11.7" and record.diagnostics == {} and record.comparison_notes == ()
 
 

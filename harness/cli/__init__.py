@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("harness.cli.gate", "fail when a submission got worse than its committed baseline"),
     "leaderboard": ("harness.cli.leaderboard", "build the static leaderboard site from result records"),
     "experiment": ("harness.cli.experiment", "rerun the paper's analyses (Table 4, Figures 1-4) as experiments"),
+    "verify": ("harness.cli.verify", "recompute every number of result records from their own files"),
 }
 
 

@@ -58,6 +58,7 @@ def assemble_and_write(*, sub, ds, folder: Path, units, decoding: str, out_dir: 
             "total_s": round(total_s, 3),
         },
     }
+    catalogue = ds.catalogue()
     tables = [per_query_table(task, seed, s.targets.qids, values)
               for task, s in scores.items() for seed, values in s.per_seed.items()]
     return write_record_folder(
@@ -66,7 +67,8 @@ def assemble_and_write(*, sub, ds, folder: Path, units, decoding: str, out_dir: 
         per_query=pa.concat_tables(tables) if tables else None,
         runs={task: {unit.seed: (s.targets.qids, unit.rankings[task]) for unit in ok_units} for task, s in scores.items()},
         qrels={task: (s.targets.qids, s.targets.rel_offsets, s.targets.rel_items) for task, s in scores.items()},
-        item_keys=[str(k) for k in ds.catalogue().item_key],
+        item_keys=[str(k) for k in catalogue.item_key],
+        heads={task: [str(key) for key in catalogue.item_key[catalogue.head(task)]] for task in scores},
     )
 
 

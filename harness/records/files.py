@@ -5,6 +5,8 @@
                           metric name ("R@30", "R@30/head", ...); null where the query is not in the segment
     <task>.seed<k>.run    TREC run per task and seed: "qid Q0 docid rank score tag"
     <task>.qrels          TREC qrels per task: "qid 0 docid 1"
+    <task>.head           the task's head item keys, one per line (schema 1.3): the head / torso segments of the
+                          per-query values can be recomputed from the run and qrels files (python -m harness verify)
 
 Rewriting a folder never leaves a record beside files it does not describe, and loses nothing on a
 failure while writing: the writer validates the record, writes every data file under a staging name
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.io import atomic_path, write_json_atomic
+from harness.io import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from harness.metrics.measures import Metric
 from harness.records.record import ResultRecord
 
@@ -40,7 +42,7 @@ RECORD_FILE = "record.json"
 PER_QUERY_FILE = "per_query.parquet"
 _KEY_COLUMNS = ("task", "seed", "qid")
 # Files this module owns inside a record folder (stale ones are removed when a record is rewritten).
-_MANAGED = re.compile(r"^(?:per_query\.parquet|[a-z]+\.seed[0-9]+\.run|[a-z]+\.qrels)$")
+_MANAGED = re.compile(r"^(?:per_query\.parquet|[a-z]+\.seed[0-9]+\.run|[a-z]+\.qrels|[a-z]+\.head)$")
 _WHITESPACE = re.compile(r"\s")
 _STAGED = ".staged"  # suffix of a data file written but not yet swapped in
 
@@ -56,15 +58,22 @@ def qrels_file_name(task: str) -> str:
     return f"{task}.qrels"
 
 
-def files_block(runs: Runs, qrels: Qrels, has_per_query: bool) -> dict:
+def head_file_name(task: str) -> str:
+    return f"{task}.head"
+
+
+def files_block(runs: Runs, qrels: Qrels, has_per_query: bool, heads: Mapping[str, Sequence[str]] | None = None) -> dict:
     """The record's "files" entry for what write_record_folder writes."""
-    return {
+    block = {
         "per_query": PER_QUERY_FILE if has_per_query else None,
         "runs": {
             task: [run_file_name(task, seed) for seed in sorted(by_seed)] for task, by_seed in sorted(runs.items())
         },
         "qrels": {task: qrels_file_name(task) for task in sorted(qrels)},
     }
+    if heads:
+        block["heads"] = {task: head_file_name(task) for task in sorted(heads)}
+    return block
 
 
 def write_record_folder(
@@ -76,18 +85,19 @@ def write_record_folder(
     qrels: Qrels,
     item_keys: np.ndarray,
     run_tag: str | None = None,
+    heads: Mapping[str, Sequence[str]] | None = None,
 ) -> ResultRecord:
     """Validate, then write the folder (record.json last). Returns the record as written.
 
     runs[task][seed] = (query ids, rankings int [n, depth] padded with -1); qrels[task] = (query ids,
     rel_offsets, rel_items) in CSR form; ids index `item_keys` (the catalogue's item keys), which become
-    the docids. The record's `files` block is filled in from these arguments (or must already match them;
-    ResultRecord.without_files() gives a record read elsewhere without its own). `run_tag` defaults to the
-    submission's name.
+    the docids. heads[task] = the task's head item keys. The record's `files` block is filled in from these
+    arguments (or must already match them; ResultRecord.without_files() gives a record read elsewhere without its
+    own). `run_tag` defaults to the submission's name.
     """
     folder = Path(folder)
     data = record.to_dict() if isinstance(record, ResultRecord) else record
-    files = files_block(runs, qrels, per_query is not None)
+    files = files_block(runs, qrels, per_query is not None, heads)
     if "files" in data and data["files"] != files:
         raise HarnessError(
             f"{folder / RECORD_FILE}: $.files: {data['files']} does not match the files given: {files}"
@@ -100,7 +110,7 @@ def write_record_folder(
         _check_per_query_columns(per_query, source="per_query table")
 
     folder.mkdir(parents=True, exist_ok=True)
-    staged = _stage_files(folder, per_query, runs, qrels, item_keys, tag)
+    staged = _stage_files(folder, per_query, runs, qrels, item_keys, tag, heads or {})
     _commit(folder, staged, written.to_dict())
     return written
 
@@ -117,13 +127,15 @@ def read_record_folder(folder: str | Path) -> ResultRecord:
     return record
 
 
-def _stage_files(folder: Path, per_query, runs: Runs, qrels: Qrels, item_keys: np.ndarray, tag: str) -> dict:
+def _stage_files(folder: Path, per_query, runs: Runs, qrels: Qrels, item_keys: np.ndarray, tag: str,
+                 heads: Mapping[str, Sequence[str]]) -> dict:
     """Write every data file under a staging name beside its final one; {final name: staged path}.
 
     This is the slow part, where a full disk or a bad input can fail: if it does, the staged files are
     removed and the folder, with its previous record, is exactly as it was."""
     for leftover in folder.glob(f".*{_STAGED}"):  # from a writer killed mid-way
         leftover.unlink()
+    remove_stale_temporaries(folder)  # and the temporary files of its atomic writes
     staged: dict[str, Path] = {}
 
     def stage(name: str) -> Path:
@@ -138,6 +150,9 @@ def _stage_files(folder: Path, per_query, runs: Runs, qrels: Qrels, item_keys: n
                 write_trec_run(stage(run_file_name(task, seed)), qids, rankings, item_keys, tag)
         for task, (qids, rel_offsets, rel_items) in qrels.items():
             write_trec_qrels(stage(qrels_file_name(task)), qids, rel_offsets, rel_items, item_keys)
+        for task, keys in heads.items():
+            _check_no_whitespace(keys, what="item key")
+            write_text_atomic(stage(head_file_name(task)), "".join(f"{key}\n" for key in sorted(map(str, keys))))
     except BaseException:
         for path in staged.values():
             path.unlink(missing_ok=True)

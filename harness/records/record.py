@@ -203,9 +203,11 @@ class Files:
     per_query: str | None
     runs: Mapping[str, tuple[str, ...]]  # task -> one TREC run per seed
     qrels: Mapping[str, str]  # task -> its TREC qrels
+    heads: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # task -> head item keys (1.3)
 
     def names(self) -> set[str]:
         names = {name for task_runs in self.runs.values() for name in task_runs} | set(self.qrels.values())
+        names |= set(self.heads.values())
         if self.per_query is not None:
             names.add(self.per_query)
         return names
@@ -309,7 +311,7 @@ class ResultRecord:
     def files(self) -> Files:
         raw = self._data["files"]
         return Files(raw["per_query"], MappingProxyType({task: tuple(names) for task, names in raw["runs"].items()}),
-                     MappingProxyType(dict(raw["qrels"])))
+                     MappingProxyType(dict(raw["qrels"])), MappingProxyType(dict(raw.get("heads") or {})))
 
     # ---- seeds and units -------------------------------------------------------------------------------
     @property

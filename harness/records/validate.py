@@ -19,7 +19,7 @@ import jsonschema
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 SCHEMA_FILE = "result-record.v1.json"
 _MAJOR, _MINOR = (int(part) for part in SCHEMA_VERSION.split("."))
 
