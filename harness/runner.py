@@ -91,6 +91,8 @@ class Runner:
             raise HarnessError("dataset(s) not available:\n" + "\n".join(missing))
         if self._adapter_cls is None:
             self._adapter_cls = self.sub.adapter_class()  # import errors surface before training anything
+            self._adapter_cls.check_config(self.sub.params, tasks=frozenset(self.sub.tasks),
+                                           submission_dir=self.sub.folder)  # and the adapter's [params]
         return names, seeds
 
     def run(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> list[DatasetOutcome]:

@@ -184,6 +184,8 @@ def cached_embeddings(
 class BiEncoderAdapter(Adapter):
     """Search only. params: model, allow_download, batch_size, max_seq_length, device, score_block."""
 
+    params_class = BiEncoderParams
+
     def fit(self, train: TrainView) -> None:
         self._p = p = resolve_params(self.params, str(self.submission_dir / "config.toml"))
         if p["threads"]:

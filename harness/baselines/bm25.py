@@ -134,6 +134,8 @@ class BM25Index:
 class BM25Adapter(Adapter):
     """Search only. params: k1, b, method, stopwords, stemmer, query_batch (see BM25Params)."""
 
+    params_class = BM25Params
+
     def fit(self, train: TrainView) -> None:
         self._p = resolve_params(self.params, str(self.submission_dir / "config.toml"))
         p = self._p

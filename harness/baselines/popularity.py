@@ -24,6 +24,8 @@ class PopularityParams:
 class PopularityAdapter(Adapter):
     """params: popularity = "rec" | "search" (whose training popularity ranks the items)."""
 
+    params_class = PopularityParams
+
     def fit(self, train: TrainView) -> None:
         where = str(self.submission_dir / "config.toml")
         source = parse_params(PopularityParams, self.params, where=where).popularity

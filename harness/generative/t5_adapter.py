@@ -65,6 +65,12 @@ _CAP_STREAM = 11  # random stream of the per-item cap (validation sampling uses 
 
 
 class GenerativeT5Adapter(Adapter):
+    @classmethod
+    def check_config(cls, params, *, tasks, submission_dir) -> None:
+        """Every dataset's settings, the tasks and the DeepSpeed file, as the constructor checks them (it loads
+        nothing: the model is built in fit)."""
+        cls(params=params, seed=0, workdir=Path(submission_dir), tasks=frozenset(tasks), submission_dir=submission_dir)
+
     def __init__(self, *, params, seed, workdir, tasks, submission_dir):
         super().__init__(params=params, seed=seed, workdir=Path(workdir), tasks=tasks,
                          submission_dir=Path(submission_dir))

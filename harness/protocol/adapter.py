@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
+from harness.protocol.params import parse_params
 
 
 class Adapter(abc.ABC):
@@ -32,6 +33,16 @@ class Adapter(abc.ABC):
     """
 
     decoding: str = DEFAULT_DECODING
+    # The dataclass of this adapter's [params] (harness.protocol.params): declare it and every key, type and range is
+    # checked before anything trains, unknown keys being errors. Without it [params] reaches the adapter unchecked.
+    params_class: ClassVar[type | None] = None
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], *, tasks: frozenset[Task], submission_dir: Path) -> None:
+        """Called by the runner before any unit trains: HarnessError, naming the config file and the key, for what
+        the adapter cannot run with. The default parses `params_class`; an adapter whose checks need more overrides."""
+        if cls.params_class is not None:
+            parse_params(cls.params_class, params, where=str(Path(submission_dir) / "config.toml"))
 
     def __init__(
         self,

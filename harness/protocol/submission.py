@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -73,11 +74,28 @@ def _config_hash(config: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
+# A submission's name is its folder's name: it names results folders, TREC run tags (space-separated files) and
+# leaderboard pages, so it must be safe in all of them (the result schema's file-name rule).
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]*$")
+
+
+def check_submission_name(name: str, what: str) -> str:
+    if not SAFE_NAME.match(name):
+        bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "_.+=-"))})
+        why = f"it holds {''.join(bad)!r}" if bad else f"it starts with {name[:1]!r}"
+        raise HarnessError(
+            f"{what} {name!r}: a submission's name may hold only letters, digits and _ . + = -, starting with a letter, "
+            f"a digit or _ ({why}); it names TREC run files and result folders: rename it"
+        )
+    return name
+
+
 def load_submission(folder: str | Path) -> Submission:
     folder = Path(folder)
     path = folder / CONFIG_FILE
     if not folder.is_dir():
         raise HarnessError(f"submission folder {folder} does not exist")
+    check_submission_name(folder.resolve().name, f"submission folder {folder}:")
     if not path.is_file():
         raise HarnessError(f"{path}: missing; a submission folder needs a {CONFIG_FILE} (see README, 'Submissions')")
     try:
@@ -108,6 +126,8 @@ def load_submission(folder: str | Path) -> Submission:
                 f"{path}: 'submission.{key}' must be a {typ.__name__}, got {type(sub[key]).__name__} {sub[key]!r}"
             )
 
+    if not sub["display_name"].strip():
+        raise HarnessError(f"{path}: 'submission.display_name' is empty; give the name the leaderboard shows")
     kind = sub["kind"]
     if kind not in KINDS:
         raise HarnessError(f"{path}: 'submission.kind' = {kind!r}; allowed: {', '.join(KINDS)}")
@@ -133,6 +153,7 @@ def load_submission(folder: str | Path) -> Submission:
             raise HarnessError(f"{path}: 'references.{task}': this submission does not serve {task!r}")
         if not isinstance(ref, str) or not ref:
             raise HarnessError(f"{path}: 'references.{task}' must be a submission name (a folder name)")
+        check_submission_name(ref, f"{path}: 'references.{task}' =")  # (itself, unknown: harness.protocol.references)
     params = config.get("params", {})
     if not isinstance(params, dict):
         raise HarnessError(f"{path}: [params] must be a table")
