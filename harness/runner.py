@@ -32,6 +32,7 @@ from harness.data.store import CompiledDataset
 from harness.data.views import Task
 from harness.errors import HarnessError
 from harness.evaluation.record import assemble_and_write
+from harness.io import remove_stale_temporaries
 from harness.protocol.checks import check_rankings
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, check_decoding
 from harness.protocol.submission import Submission
@@ -109,6 +110,8 @@ class Runner:
         t0 = time.perf_counter()
         units = []
         for seed in seeds:
+            if is_writing_rank():
+                remove_stale_temporaries(unit_dir(folder, seed))  # what a killed run was writing
             unit = self._load_unit(folder, ds, seed)
             if unit is not None:
                 self.log(f"{self._tag(ds, seed)} finished earlier, reusing it")

@@ -133,5 +133,5 @@ def test_a_failing_reference_is_reported_and_marked_missing_in_the_record(sims, 
     (note,) = record["diagnostics"]["comparison_notes"]
     assert note["task"] == "rec" and note["missing"] is True
     assert "every seed of reference 'bad_ref' failed (RuntimeError: the reference broke)" in note["note"]
-    page = (out.parent / "site" / "index.html").read_text()
+    page = (out.parent / "out-site" / "index.html").read_text()
     assert "every seed of reference &#39;bad_ref&#39; failed (RuntimeError: the reference broke)" in page

@@ -272,16 +272,24 @@ def test_initial_item_embeddings_are_stored_beside_the_trained_ones_and_must_mat
     assert "initial_item_embeddings() must return [n_items=" in message
 
 
+def test_two_results_folders_never_share_a_site(sims, tmp_path):
+    folder = make_submission(tmp_path / "subs", "ranked", SEEDED_POP)
+    for out in ("x", "y"):
+        assert main(["run", str(folder), "--out", str(tmp_path / out), "--no-progress"]) == 0
+    assert (tmp_path / "x-site" / "index.html").is_file() and (tmp_path / "y-site" / "index.html").is_file()
+    assert not (tmp_path / "site").exists()
+
+
 def test_only_rank_zero_writes_under_a_launcher(sims, tmp_path, monkeypatch):
     """Under `deepspeed --num_gpus N` every rank runs the runner; a non-zero rank must leave no file behind."""
     folder = make_submission(tmp_path / "subs", "ranked", SEEDED_POP)
     out = tmp_path / "out"
     monkeypatch.setenv("RANK", "1")
     assert main(["run", str(folder), "--out", str(out), "--no-progress"]) == 0
-    assert not out.exists() and not (tmp_path / "site").exists()
+    assert not out.exists() and not (tmp_path / "out-site").exists()
     monkeypatch.setenv("RANK", "0")
     assert main(["run", str(folder), "--out", str(out), "--no-progress"]) == 0
-    assert (out / "sim1" / "ranked" / "record.json").is_file() and (tmp_path / "site" / "index.html").is_file()
+    assert (out / "sim1" / "ranked" / "record.json").is_file() and (tmp_path / "out-site" / "index.html").is_file()
 
 
 # Half of each list is left empty under the paper's decoding (as a diverse beam search's duplicates would leave it) and

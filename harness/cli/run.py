@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--site", type=Path,
         help="rebuild the static leaderboard from every record under --out into this folder "
-        "(default: a 'site' folder beside --out)",
+        "(default: beside --out: leaderboard/results -> leaderboard/site, OUT -> OUT-site)",
     )
     parser.add_argument("--no-site", action="store_true", help="do not rebuild the leaderboard site")
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_site:
         from harness.leaderboard import build_site
 
-        site = args.site or args.out.parent / "site"
+        site = args.site or default_site(args.out)
         report = build_site(args.out, site)
         for line in report.lines():
             print(f"  {line}")
@@ -84,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print("Run the same command again to retry failed units; finished units are reused.")
     return 1 if failed else 0
+
+
+def default_site(out: Path) -> Path:
+    """The site beside a results folder: leaderboard/results -> leaderboard/site, any other OUT -> OUT-site, so two
+    results folders never write one site."""
+    return out.parent / ("site" if out.name == "results" else f"{out.name}-site")
 
 
 def _report(submission, references, ran) -> None:
