@@ -173,3 +173,15 @@ def test_committed_gate_baselines_verify():
 def test_a_path_without_records_is_an_error(tmp_path, capsys):
     assert main(["verify", str(tmp_path)]) == 2
     assert "no result record" in capsys.readouterr().err
+
+
+def test_leaderboard_build_refuses_a_forged_record_naming_the_field(copy, tmp_path):
+    from harness.leaderboard import build_site
+
+    _edit_json(copy / "sim1" / "joint_pop", _mean("rec", "R@10", 0.99))
+    report = build_site(copy, tmp_path / "site")
+    assert report.records == 2
+    (skipped,) = report.skipped
+    assert skipped.path == "sim1/joint_pop/record.json"
+    assert "$.metrics.rec['R@10'].mean: stored 0.99" in skipped.reason and "do not follow" in skipped.reason
+    assert "0.990" not in (tmp_path / "site" / "index.html").read_text()

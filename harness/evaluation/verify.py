@@ -59,6 +59,7 @@ class Mismatch:
 @dataclass
 class Verification:
     folder: Path
+    record: ResultRecord | None = None  # the record read (and validated) from the folder
     mismatches: list[Mismatch] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)  # what was recomputed, in words
     unverified: list[str] = field(default_factory=list)  # what could not be, and why
@@ -74,7 +75,7 @@ def verify_record_folder(folder: str | Path, *, root: str | Path | None = None) 
     results root of the runner's layout, two folders up)."""
     folder = Path(folder)
     record = read_record_folder(folder)
-    result = Verification(folder)
+    result = Verification(folder, record)
     table = None
     if record.files.per_query is not None:
         table = read_per_query(folder)

@@ -1,8 +1,10 @@
 """Find, validate and group the result records a leaderboard is built from.
 
-Records are read from files alone (never from live objects) and every one goes through the harness's one
-validator (`harness.records.read_record_folder`). A record that cannot be used is skipped with a reason
-that names its file, so one bad submission never breaks the build.
+Records are read from files alone (never from live objects); every one goes through the harness's one validator
+(`harness.records.read_record_folder`) and is verified: every number it states is recomputed from the files
+beside it (`harness.evaluation.verify`). A record that cannot be used, or whose numbers its files do not give
+back, is skipped with a reason that names its file and field, so one bad or forged record never breaks the build
+and is never shown.
 
 Numbers are only ever compared inside a `Group`: records of one dataset name measured on one dataset
 fingerprint under one protocol version and one decoding. Records of the same dataset on another fingerprint (a
@@ -25,10 +27,11 @@ from pathlib import Path
 from typing import Mapping
 
 from harness.errors import HarnessError
+from harness.evaluation.verify import verify_record_folder
 from harness.leaderboard.experiments import EXPERIMENT_FILE, LoadedExperiment, read_experiment
 from harness.metrics.measures import measure_order
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
-from harness.records.files import RECORD_FILE, read_record_folder
+from harness.records.files import RECORD_FILE
 from harness.records.record import ProtocolParams, ResultRecord, Unit
 
 # Folders inside a results tree that never hold records: the runner's per-unit work files.
@@ -224,11 +227,17 @@ def _read_experiments(root: Path, files: list[Path]) -> tuple[list[LoadedExperim
 
 
 def _read_one(folder: Path) -> tuple[ResultRecord | None, str | None]:
-    """(record, None) or (None, the validator's message)."""
+    """(record, None), or (None, why it is not shown): the validator's message, or the first number that the
+    record's own files do not give back (harness.evaluation.verify: a forged or damaged record is never shown)."""
     try:
-        return read_record_folder(folder), None
+        verification = verify_record_folder(folder)
     except HarnessError as exc:
         return None, str(exc)
+    if not verification.ok:
+        more = f" (and {len(verification.mismatches) - 1} more)" if len(verification.mismatches) > 1 else ""
+        return None, f"{verification.mismatches[0]}{more}: its numbers do not follow from its own files " \
+                     f"(python -m harness verify lists every mismatch)"
+    return verification.record, None
 
 
 def _read_all(folders: list[Path]) -> list[tuple[ResultRecord | None, str | None]]:
