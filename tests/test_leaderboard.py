@@ -105,8 +105,8 @@ def board_rows(table: Element) -> list[tuple[str, list[str]]]:
 
 
 def cell_value(text: str) -> str:
-    """'0.119‡(+16%)' -> '0.119'."""
-    return text.split("(")[0].replace("‡", "").strip()
+    """'0.119‡± 0.012(+16%)' -> '0.119'."""
+    return text.split("(")[0].split("±")[0].replace("‡", "").strip()
 
 
 def site_files(root: Path) -> dict[str, bytes]:
@@ -144,7 +144,11 @@ def test_table5_shape_values_improvements_and_bold(records_dir, tmp_path):
     # header: Submission, then All/Head/Torso for recommendation, then for search
     header_rows = table.find("thead").find_all("tr")
     assert [th.text().strip() for th in header_rows[0].find_all("th")] == ["Submission", "Recommendation", "Search"]
-    assert [th.text().strip() for th in header_rows[1].find_all("th")] == ["All", "Head", "Torso"] * 2
+    heads = header_rows[1].find_all("th")
+    assert [th.children[0] for th in heads] == ["All", "Head", "Torso"] * 2
+    # under each column's name, its number of test queries (none is small here: no caveat)
+    assert [th.find("span", class_="n").text() for th in heads] == ["n = 500", "n = 100", "n = 450"] * 2
+    assert not [th for th in heads if th.find_all("span", class_="few")]
     # blocks: generative first (references before the joint model), then baselines by name
     blocks = [b.text().strip() for b in table.find_all("tbody", class_="block")]
     assert blocks == ["Generative retrieval methods", "Baselines (for reference)"]
@@ -208,10 +212,12 @@ def test_every_cutoff_has_a_table_and_the_headline_is_shown_first(records_dir, t
     page = parse_html((tmp_path / "site" / "index.html").read_text())
     for prefix, ks, headline in (("synthetic-0000-", [1, 5, 10, 30], 30), ("synthetic-0001-", [1, 5, 10], 10)):
         panels = [p for p in page.find_all("section", class_="k-panel") if p.attrs["data-group"].startswith(prefix)]
-        assert [int(p.attrs["data-k"]) for p in panels] == ks
+        # the headline cutoff's table first in the page (what a reader without scripts sees first), then the others
+        assert [int(p.attrs["data-k"]) for p in panels] == [headline] + [k for k in ks if k != headline]
         assert [int(p.attrs["data-k"]) for p in panels if "active" in p.classes()] == [headline]
         switch = page.find("div", class_="k-switch", data_group=panels[0].attrs["data-group"])
         assert "hidden" in switch.attrs  # the script shows it; without scripts every table is listed
+        assert [int(b.attrs["data-k"]) for b in switch.find_all("button")] == ks  # the switch stays ascending
         pressed = [b.text() for b in switch.find_all("button") if b.attrs["aria-pressed"] == "true"]
         assert pressed == [f"R@{headline}"]
 
@@ -231,7 +237,7 @@ def test_secondary_measures_have_tables_of_their_own_beside_older_records(tmp_pa
     page = parse_html((tmp_path / "site" / "dataset-sim1.html").read_text())
     panels = page.find_all("section", class_="k-panel")
     assert [(p.attrs["data-measure"], p.attrs["data-k"]) for p in panels] == [
-        (m, str(k)) for m in ("R", "nDCG", "RR") for k in (1, 5, 10)]
+        (m, str(k)) for m in ("R", "nDCG", "RR") for k in (10, 1, 5)]  # Recall first; the headline K first in each
     assert [(p.attrs["data-measure"], p.attrs["data-k"]) for p in panels if "active" in p.classes()] == [("R", "10")]
     group = panels[0].attrs["data-group"]
     assert page.find("table", id=f"{group}-k10") is not None  # Recall's ids as before

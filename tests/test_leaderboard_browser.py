@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import textwrap
 from pathlib import Path
@@ -206,6 +207,21 @@ def test_tables_marks_and_escaping_as_rendered(built, tmp_path):
     for (task, seg), td in zip(columns, joint_row.find_all("td")):
         assert bool(td.find_all("sup", class_="sig")) == tests[(task, f"R@10{seg}")], (task, seg)
     assert "1/2 seeds failed" in joint_row.text()
+    # what used to be on hover only is on the page: queries per column (under the sort button), seeds per row
+    heads = table.find("thead").find_all("tr")[1].find_all("th")
+    for th, (task, seg) in zip(heads, columns):
+        n = recs["pop_rec"]["metrics"][task][f"R@10{seg}"]["n"]
+        assert th.find("button", class_="sort").text() == {"": "All", "/head": "Head", "/torso": "Torso"}[seg]
+        assert th.find("span", class_="n").text() == f"n = {n:,}" + (" (few)" if n < 30 else "")
+    for name, record in recs.items():  # the finished seeds, and where there are several, the spread over them
+        row = table.find("tr", data_submission=name)
+        finished = sum(unit["status"] == "ok" for unit in record["units"])
+        assert row.find("span", class_="seeds").text() == f"{finished} seed{'' if finished == 1 else 's'}", name
+        per_seed = list(record["metrics"]["rec"]["R@10"]["per_seed"].values())
+        spread = row.find_all("td")[0].find_all("span", class_="sd")
+        assert [s.text() for s in spread] == ([f"± {statistics.stdev(per_seed):.3f}"] if len(per_seed) > 1 else
+                                              [""] if spread else [])
+    assert table.find("tr", data_submission="joint_pop").find("span", class_="seeds").text() == "1 seed"  # 1 failed
     hostile = table.find("tr", data_submission="hostile").find("a")
     assert hostile.text() == XSS
     # the other cutoffs are in the page and switchable
@@ -220,7 +236,7 @@ def _column_values(table, col: int) -> list[list[str]]:
     for body in table.find_all("tbody", class_="rows"):
         block = []
         for tr in body.find_all("tr"):
-            block.append(tr.find("th").text().strip() if col == 0 else cell_value(tr.find_all("td")[col - 1].text()))
+            block.append(tr.find("th").find("a").text().strip() if col == 0 else cell_value(tr.find_all("td")[col - 1].text()))
         out.append(block)
     return out
 
@@ -290,6 +306,46 @@ def test_measure_switch_from_a_link_keeps_the_cutoff_and_the_recall_tables(built
     assert active == [("R", "10")]
 
 
+# Fragments anyone could type or a broken link could carry: bad escapes (decodeURIComponent throws on "%E0%A4%A"),
+# an unknown table, column, direction, cutoff or measure, markup, empty parts. TABLE is the sim1 R@5 table's id.
+MALFORMED_FRAGMENTS = [
+    "sort=nonexistent:99:sideways",
+    "sort=",
+    "sort=%E0%A4%A",
+    "k=abc&measure=<script>",
+    "sort=TABLE:99:descending&k=%E0%A4%A&&=x&measure",
+    "sort=TABLE:1:sideways&measure=nDCG\"]&k=5'",
+]
+
+
+@pytest.mark.parametrize("fragment", MALFORMED_FRAGMENTS)
+def test_a_malformed_fragment_is_ignored(built, tmp_path, fragment):
+    """The page works as without the fragment: the script ran to the end (data-ready), tables are sortable, the
+    headline panel shown, nothing sorted, the rows in the page's order."""
+    _, site = built
+    original = parse_html((site / "index.html").read_text())
+    table_id = sim1_table(original, 5).attrs["id"]
+    page = dump_dom(tmp_path, f"{(site / 'index.html').as_uri()}#{fragment.replace('TABLE', table_id)}")
+    assert page.find("body").attrs.get("data-ready") == "true"
+    assert "js" in page.find("html").classes() and page.find_all("button", class_="sort")
+    assert not [th for th in page.find_all("th") if th.attrs.get("aria-sort")]
+    group = table_id.rsplit("-k", 1)[0]
+    assert [(p.attrs["data-measure"], p.attrs["data-k"]) for p in page.find_all("section", class_="k-panel", data_group=group)
+            if "active" in p.classes()] == [("R", "10")]
+    assert board_rows(sim1_table(page, 10)) == board_rows(sim1_table(original, 10))
+
+
+def test_the_good_parts_of_a_partly_malformed_fragment_still_apply(built, tmp_path):
+    _, site = built
+    table_id = sim1_table(parse_html((site / "index.html").read_text()), 5).attrs["id"]
+    page = dump_dom(tmp_path, f"{(site / 'index.html').as_uri()}#measure=%E0%A4%A&sort={table_id}:1:ascending&k=x")
+    assert page.find("body").attrs.get("data-ready") == "true"
+    assert page.find("table", id=table_id).find("th", data_col="1").attrs.get("aria-sort") == "ascending"
+    group = table_id.rsplit("-k", 1)[0]
+    assert [p.attrs["data-k"] for p in page.find_all("section", class_="k-panel", data_group=group)
+            if "active" in p.classes()] == ["5"]
+
+
 def test_reads_correctly_with_scripts_off(built, tmp_path):
     """A reader with scripts off. Headless Chromium's --dump-dom and --screenshot need scripting themselves
     (--blink-settings=scriptEnabled=false makes them return nothing), so the page is opened from a copy of
@@ -308,7 +364,7 @@ def test_reads_correctly_with_scripts_off(built, tmp_path):
     assert "hidden" in page.find("div", class_="measure-switch").attrs
     assert [t.find("caption").text().split(" on ")[0] for t in page.find_all("table", class_="board")] == [
         f"{measure}@{k}{' (headline cutoff)' if k == 10 else ''}" for measure in ("Recall", "nDCG", "Reciprocal rank")
-        for k in (1, 5, 10)]  # every measure and cutoff, each saying which it is
+        for k in (10, 1, 5)]  # every measure and cutoff, each saying which it is, the headline first: R@10 on top
     assert "n/a" in sim1_table(page, 10).text() and "Joint_Pop" in sim1_table(page, 10).text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     target = ARTIFACTS / "index-no-script.png"

@@ -4,13 +4,14 @@ formatted strings for the templates (harness.leaderboard.site lays them out)."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.leaderboard.collect import LoadedRecord
 from harness.leaderboard.diagnostics import DiagnosticsView
 from harness.leaderboard.tables import TASK_TITLES
-from harness.leaderboard.views import Node, format_scalar, format_seconds, to_tree
+from harness.leaderboard.views import FigureCopy, Node, format_scalar, format_seconds, slugs, to_tree
 from harness.metrics.measures import Metric, measure_order
 from harness.records.record import ResultRecord
 
@@ -29,6 +30,63 @@ class RecordView:
     diagnostics: Node | None  # the raw object, as the record holds it
     diagnostics_tables: DiagnosticsView | None
     adapter_params: Node
+    files: list[dict] = field(default_factory=list)  # the record's data files as copied into the site (data_files)
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    links: list[dict]  # {"label", "name", "href" (site-root-relative), "size"} in page order
+    copies: list[FigureCopy]
+
+
+def data_files(record: ResultRecord, folder: Path, site_prefix: str) -> DataFiles:
+    """The files a record names beside its record.json (per-query Parquet, TREC qrels, runs, head items), to be
+    copied into the site under `site_prefix`/ and linked from the record's section.
+
+    The record names only what its folder holds (the validator checks it), so a record with fewer files links
+    fewer. Each target name is a slug of the file name (harness.leaderboard.views.slugs: file-name-safe, unique
+    even on a case-insensitive file system), and a name is only copied if it is a file inside `folder`."""
+    files = record.files
+    named: list[tuple[str, str]] = []  # (label, file name)
+    if files.per_query is not None:
+        named.append(("per-query values (Parquet)", files.per_query))
+    for task in sorted(set(files.qrels) | set(files.runs) | set(files.heads)):
+        title = TASK_TITLES.get(task, task).lower()
+        if task in files.qrels:
+            named.append((f"{title} qrels (TREC)", files.qrels[task]))
+        if task in files.heads:
+            named.append((f"{title} head items", files.heads[task]))
+        for name in files.runs.get(task, ()):
+            named.append((f"{title} run (TREC)", name))
+    if not named:
+        return DataFiles([], [])
+    slug_of = slugs(name for _, name in named)
+    folder = folder.resolve()
+    links, copies = [], []
+    for label, name in named:
+        source = (folder / name).resolve()
+        if not source.is_file() or not source.is_relative_to(folder):
+            continue
+        slug = slug_of[name]
+        extension = name.rpartition(".")[2]
+        if slug != name and extension.isalnum():  # a hash was appended: the type stays last, for browsers and tools
+            slug = f"{slug}.{extension}"
+        target = f"{site_prefix}/{slug}"
+        links.append({"label": label, "name": name, "href": target, "size": format_bytes(source.stat().st_size)})
+        if all(c.target != target for c in copies):
+            copies.append(FigureCopy(source, target))
+    return DataFiles(links, copies)
+
+
+def format_bytes(size: int) -> str:
+    """1,234 bytes, 12.3 kB, 4.5 MB (powers of 1000, as file managers show them)."""
+    if size < 1000:
+        return f"{size:,} byte{'' if size == 1 else 's'}"
+    for unit in ("kB", "MB"):
+        size /= 1000
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1000:.1f} GB"
 
 
 def metric_rows(record: ResultRecord) -> list[dict]:

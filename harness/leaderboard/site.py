@@ -10,8 +10,9 @@ records. Every string taken from a record goes through Jinja2's autoescaping.
 Experiment summaries (`experiment.json`) found under `records_dir` get pages of their own under
 experiments/ (harness.leaderboard.experiments), linked from the nav when there is at least one.
 
-The site is built in a temporary folder beside `out_dir` and swapped in when complete, so a failed
-build never leaves a half-written site. A folder that was not built by this command is never replaced.
+The site is built in a staging folder beside `out_dir` and swapped in, in one atomic step, when complete
+(harness.leaderboard.publish): a failed or killed build never leaves a half-written site, or none, and the next
+build removes what a killed one left behind. A folder that was not built by this command is never replaced.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import tempfile
 from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +29,13 @@ import markupsafe
 
 from harness import __version__
 from harness.data.stats import TABLE3_COLUMNS
-from harness.errors import HarnessError
 from harness.io import canonical_json
 from harness.leaderboard.collect import SITE_MARKER, Collection, Group, LoadedRecord, Skipped, collect
 from harness.leaderboard.diagnostics import DiagnosticsView, diagnostics_view
 from harness.leaderboard.experiments import ExperimentView, build_experiment_view, experiment_ids, experiment_page
-from harness.leaderboard.record_views import RecordView, metric_rows, significance_rows, unit_rows
-from harness.leaderboard.tables import SIGNIFICANT_MARK, TASK_TITLES, Table, build_table
+from harness.leaderboard.publish import prepare, publish
+from harness.leaderboard.record_views import RecordView, data_files, metric_rows, significance_rows, unit_rows
+from harness.leaderboard.tables import SIGNIFICANT_MARK, SMALL_N, TASK_TITLES, Table, build_table
 from harness.leaderboard.views import FigureCopy, FigureFinder, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
 from harness.metrics.measures import HEADLINE_MEASURE, registry
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
@@ -116,7 +116,8 @@ class Site:
     group_views: dict[int, GroupView] = field(default_factory=dict)
     record_views: dict[str, list[RecordView]] = field(default_factory=dict)
     figures: list[FigureCopy] = field(default_factory=list)
-    copies: list[tuple[LoadedRecord, str]] = field(default_factory=list)
+    copies: list[tuple[LoadedRecord, str]] = field(default_factory=list)  # (record, site path of its JSON copy)
+    data_files: list[FigureCopy] = field(default_factory=list)  # run, qrels and per-query files beside those copies
     experiment_views: list[ExperimentView] = field(default_factory=list)
 
     def group_view(self, group: Group) -> GroupView:
@@ -125,8 +126,8 @@ class Site:
 
 def build_site(records_dir: str | Path, out_dir: str | Path) -> BuildReport:
     """Validate every record under `records_dir` and write the site to `out_dir` (replaced when complete)."""
-    records_dir, out_dir = Path(records_dir), Path(out_dir)
-    _check_replaceable(out_dir)
+    records_dir = Path(records_dir)
+    out_dir = prepare(out_dir)  # refuses a foreign folder; recovers from, and clears up after, killed builds
     collection = collect(records_dir)
     site = _prepare(collection)
     pages = _render_pages(site)
@@ -197,7 +198,8 @@ def _group_view(site: Site, group: Group) -> GroupView:
     params = group.protocol_params()
     # Measures this harness knows (a record from a harness with more measures shows those it can name).
     measures = [code for code in group.measures if code in registry()]
-    tables = [build_table(group, k, _table_id(gid, measure, k), measure) for measure in measures for k in group.ks]
+    tables = [build_table(group, k, _table_id(gid, measure, k), measure) for measure in measures
+              for k in headline_first(group.ks, group.headline_k)]
     return GroupView(
         measures=[(code, registry()[code].title) for code in measures],
         id=gid,
@@ -209,6 +211,12 @@ def _group_view(site: Site, group: Group) -> GroupView:
         stats=_stats_rows(group),
         diagnostics=[view for view in map(diagnostics_view, group.records) if view is not None],
     )
+
+
+def headline_first(ks: list[int], headline_k: int) -> list[int]:
+    """The order of a measure's tables in the page: the headline K first (what a reader without scripts sees
+    first), then the other cutoffs ascending. The cutoff switch keeps its buttons ascending."""
+    return [k for k in ks if k == headline_k] + [k for k in ks if k != headline_k]
 
 
 def _table_id(group_id: str, measure: str, k: int) -> str:
@@ -246,7 +254,9 @@ def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
     dataset_slug = site.dataset_slugs[group.dataset]
     sub_slug = site.submission_slugs[loaded.name]
     gid = _group_id(site, group)
-    figures = FigureFinder(site.collection.root / Path(loaded.path).parent, f"figures/{gid}/{sub_slug}")
+    folder = site.collection.root / Path(loaded.path).parent
+    figures = FigureFinder(folder, f"figures/{gid}/{sub_slug}")
+    files = data_files(record, folder, f"records/{gid}/{sub_slug}")  # beside the JSON copy, records/GROUP/SUB.json
     diagnostics = record.diagnostics
     view = RecordView(
         loaded=loaded,
@@ -261,8 +271,10 @@ def _record_view(site: Site, group: Group, loaded: LoadedRecord) -> RecordView:
         diagnostics=to_tree(diagnostics, figures) if diagnostics else None,
         diagnostics_tables=diagnostics_view(loaded),
         adapter_params=to_tree(record.submission.params),
+        files=files.links,
     )
     site.figures.extend(figures.copies)
+    site.data_files.extend(files.copies)
     site.copies.append((loaded, view.download))
     return view
 
@@ -299,6 +311,7 @@ def _render_pages(site: Site) -> dict[str, str]:
     common = {
         "harness_version": __version__,
         "mark": SIGNIFICANT_MARK,
+        "small_n": SMALL_N,
         "n_records": len(collection.records),
         "n_skipped": len(collection.skipped),
         "n_skipped_experiments": len(collection.skipped_experiments),
@@ -419,29 +432,9 @@ def _all_notes(site: Site) -> list[str]:
 # --- writing -------------------------------------------------------------------------------------
 
 
-def _check_replaceable(out_dir: Path) -> None:
-    """Refuse to replace a folder this command did not build (a mistyped --out must not delete work)."""
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / SITE_MARKER).is_file())):
-        raise HarnessError(
-            f"{out_dir}: exists and is not a site built by `harness leaderboard build` (no {SITE_MARKER} file); "
-            "refusing to replace it: choose another --out or remove it yourself"
-        )
-
-
 def _write_site(out_dir: Path, pages: dict[str, str], site: Site) -> None:
-    """Write everything into a temporary folder beside `out_dir`, then swap it in.
-
-    A directory cannot be renamed over a non-empty one, so the swap is two renames (old site aside, new
-    site in) with a window of microseconds in which `out_dir` is missing; never one with a partial site."""
-    out_dir = out_dir.resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
-    try:
-        _write_files(staging, pages, site)
-        _swap_in(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    """Write everything into a staging folder beside `out_dir`, then swap it in atomically (leaderboard.publish)."""
+    publish(out_dir, lambda staging: _write_files(staging, pages, site))
 
 
 def _write_files(staging: Path, pages: dict[str, str], site: Site) -> None:
@@ -450,7 +443,7 @@ def _write_files(staging: Path, pages: dict[str, str], site: Site) -> None:
         _write_text(staging / rel, html)
     for loaded, rel in site.copies:
         _write_text(staging / rel, loaded.record.to_json())
-    for figure in site.figures:
+    for figure in [*site.figures, *site.data_files]:
         target = staging / figure.target
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(figure.source, target)
@@ -460,14 +453,3 @@ def _write_files(staging: Path, pages: dict[str, str], site: Site) -> None:
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode("utf-8"))  # bytes: no platform newline translation
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.rmdir(old)
-        os.rename(out_dir, old)
-    os.rename(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

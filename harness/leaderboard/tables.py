@@ -15,10 +15,15 @@ the page as well:
 - Significance mark (‡): the record's paired t-test against its reference for that metric has
   p_holm < alpha (the record's `significant`). Records test Recall at the headline K only, so secondary
   measures carry no mark; their improvement over the reference is computed the same way.
+- Spread over seeds: where a record has two or more finished seeds, the mean is followed by the sample standard
+  deviation (ddof=1) of the per-seed means; each row says over how many seeds its values are.
+- Queries: each column's header gives its number of test queries (n); a segment with fewer than SMALL_N is marked
+  as a caveat, since its values move by 1/n a query.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from harness.leaderboard.collect import Group, LoadedRecord
@@ -32,6 +37,7 @@ SIGNIFICANT_MARK = "‡"
 # Blocks of rows, in page order; a kind not listed here gets a block of its own after these.
 BLOCK_TITLES = {"generative": "Generative retrieval methods", "baseline": "Baselines (for reference)"}
 DECIMALS = 3
+SMALL_N = 30  # a column over fewer test queries is marked: its values are noisy
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,11 @@ class Column:
     segment: str
     metric: str  # the metric's name, e.g. "R@30/head": the key in records and the column on the page
     n: int | None  # queries in the segment (the same for every record of a group), None if no record has it
+
+    @property
+    def small(self) -> bool:
+        """Fewer than SMALL_N queries: the header marks it."""
+        return self.n is not None and self.n < SMALL_N
 
 
 @dataclass
@@ -50,6 +61,7 @@ class Cell:
     best: bool = False
     significant: bool = False
     improvement: str | None = None  # "+16%", "−18%", "±0%"; "–" when the reference scores 0
+    spread: str | None = None  # "± 0.012": the sample sd over seeds, when two or more seeds give a value
     title: str = ""  # the tooltip: what the number is and its test
     css: str = ""  # class attribute: gap (first column of a task), na, best, sig
 
@@ -69,6 +81,13 @@ class Row:
     cells: list[Cell]
     failed_seeds: int = 0
     seeds: int = 0
+    finished_seeds: tuple[int, ...] = ()  # the seeds its values are over
+
+    @property
+    def seeds_text(self) -> str:
+        """"3 seeds", "1 seed", "no seed" (finished: the values are over these)."""
+        n = len(self.finished_seeds)
+        return "no seed" if n == 0 else f"{n} seed{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -86,6 +105,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     measure: str = HEADLINE_MEASURE  # its code: "R", "nDCG", "RR"
     title: str = "Recall"  # what the caption calls it
+    spread_columns: list[bool] = field(default_factory=list)  # per column: some cell shows a spread over seeds
 
     @property
     def rows(self) -> list[Row]:
@@ -105,6 +125,13 @@ def format_percent(change: float) -> str:
     return f"{sign}{abs(rounded):,}%"
 
 
+def sample_sd(values: list[float]) -> float:
+    """The sample standard deviation (ddof=1) of two or more values, in floats (statistics.stdev computes exactly, in
+    fractions: as long as all the rest of a 1,000-record site's tables)."""
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (len(values) - 1))
+
+
 def build_table(group: Group, k: int, table_id: str, measure: str = HEADLINE_MEASURE) -> Table:
     """The table of one measure at one cutoff (a registered measure: harness.metrics.measures.registry)."""
     names = {(task, segment): str(Metric(measure, k, segment)) for task in TASKS for segment in SEGMENTS}
@@ -116,8 +143,9 @@ def build_table(group: Group, k: int, table_id: str, measure: str = HEADLINE_MEA
     for row in rows:
         for cell, column in zip(row.cells, columns):
             cell.css = _classes(cell, column)
+    spread = [any(row.cells[i].spread for row in rows) for i in range(len(columns))]
     return Table(table_id, k, columns, _blocks(rows, group.records), notes=sorted(set(notes)), measure=measure,
-                 title=registry()[measure].title)
+                 title=registry()[measure].title, spread_columns=spread)
 
 
 def _segment_size(group: Group, task: str, metric: str) -> int | None:
@@ -130,7 +158,8 @@ def _segment_size(group: Group, task: str, metric: str) -> int | None:
 
 def _row(r: LoadedRecord, columns: list[Column], by_name: dict[str, LoadedRecord], notes: list[str]) -> Row:
     cells = [_cell(r, column, by_name, notes) for column in columns]
-    return Row(r.name, r.display_name, r.kind, cells, failed_seeds=len(r.failed_units), seeds=len(r.record.seeds))
+    return Row(r.name, r.display_name, r.kind, cells, failed_seeds=len(r.failed_units), seeds=len(r.record.seeds),
+               finished_seeds=tuple(r.record.ok_seeds))
 
 
 def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], notes: list[str]) -> Cell:
@@ -146,6 +175,12 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
     mean = float(value.mean)
     cell = Cell(format_value(mean), repr(round(mean, DECIMALS)), value=mean)
     lines = [f"{r.display_name}, {TASK_TITLES[task].lower()} {metric} = {mean:.4f} over {value.n:,} queries"]
+    per_seed = {seed: float(x) for seed, x in sorted(value.per_seed.items()) if x is not None}
+    if len(per_seed) >= 2:
+        sd = sample_sd(list(per_seed.values()))
+        cell.spread = f"± {sd:.{DECIMALS}f}"
+        lines.append(f"mean of {len(per_seed)} seeds, sample sd {sd:.4f} (seeds: "
+                     + ", ".join(f"{seed}: {x:.4f}" for seed, x in per_seed.items()) + ")")
     lists = r.record.lists.get(task)
     if lists and lists.mean_distinct_items is not None and column.segment == "all":
         lines.append(f"lists hold {lists.mean_distinct_items:.2f} distinct items of {lists.depth} on average "

@@ -37,8 +37,9 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "sort";
-      while (th.firstChild) button.appendChild(th.firstChild);
-      th.appendChild(button);
+      var count = th.querySelector(".n");  // the column's "n = 500" line stays below the button
+      Array.prototype.slice.call(th.childNodes).forEach(function (node) { if (node !== count) button.appendChild(node); });
+      th.insertBefore(button, th.firstChild);
       button.addEventListener("click", function () {
         var numeric = th.getAttribute("data-type") !== "text";
         var current = th.getAttribute("aria-sort");
@@ -84,25 +85,50 @@
   // (at the current or the given K), and
   // "#sort=TABLE_ID:COLUMN[:ascending|descending]" clicks that column's header (as a reader would) until
   // the table is sorted that way. Tests use this to check sorting in a headless browser.
-  function applyFragment() {
+  // A fragment is typed by anyone: a part that cannot be decoded or read (bad escapes, a K that is not a number,
+  // an unknown table, column, measure or direction) is ignored, and so is any error while applying one, so the
+  // page always works and always becomes ready.
+  function decode(text) {
+    try { return decodeURIComponent(text); } catch (e) { return null; }  // "%E0%A4%A" throws a URIError
+  }
+
+  function readFragment(hash) {
     var state = {};
-    location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+    String(hash || "").replace(/^#/, "").split("&").forEach(function (part) {
       var eq = part.indexOf("=");
-      if (eq > 0) state[decodeURIComponent(part.slice(0, eq))] = decodeURIComponent(part.slice(eq + 1));
+      if (eq <= 0) return;
+      var key = decode(part.slice(0, eq)), value = decode(part.slice(eq + 1));
+      if (key !== null && value !== null && value !== "") state[key] = value;
     });
+    return {
+      k: /^[0-9]{1,6}$/.test(state.k || "") ? String(+state.k) : null,
+      measure: /^[A-Za-z0-9_]{1,32}$/.test(state.measure || "") ? state.measure : null,
+      sort: readSort(state.sort || "")
+    };
+  }
+
+  // "TABLE_ID:COLUMN[:DIRECTION]" as {table, col, dir}, or null when any part of it is not what it should be.
+  function readSort(text) {
+    var spec = text.split(":");
+    if (spec.length < 2 || spec.length > 3 || !/^[0-9]{1,3}$/.test(spec[1])) return null;
+    if (spec.length === 3 && spec[2] !== "ascending" && spec[2] !== "descending") return null;
+    var table = spec[0] && document.getElementById(spec[0]);
+    if (!table || !table.classList.contains("sortable")) return null;
+    var th = table.querySelector('thead th[data-col="' + (+spec[1]) + '"]');
+    return th && th.querySelector("button.sort") ? {table: table, th: th, dir: spec[2] || null} : null;
+  }
+
+  function applyFragment() {
+    var state = readFragment(location.hash);
     if (state.k || state.measure) {
       Array.prototype.forEach.call(document.querySelectorAll(".k-switch"), function (sw) { showPanel(sw.getAttribute("data-group"), state.k, state.measure); });
     }
-    if (state.sort) {
-      var spec = state.sort.split(":");
-      var table = document.getElementById(spec[0]);
-      if (!table) return;
-      var panel = table.closest(".k-panel");
+    var sort = state.sort;
+    if (sort) {
+      var panel = sort.table.closest(".k-panel");
       if (panel) showPanel(panel.getAttribute("data-group"), panel.getAttribute("data-k"), panel.getAttribute("data-measure"));
-      var th = table.querySelector('thead th[data-col="' + spec[1] + '"]');
-      if (!th) return;
-      for (var i = 0; i < 2 && (!th.getAttribute("aria-sort") || (spec[2] && th.getAttribute("aria-sort") !== spec[2])); i++) {
-        th.querySelector("button.sort").click();
+      for (var i = 0; i < 2 && (!sort.th.getAttribute("aria-sort") || (sort.dir && sort.th.getAttribute("aria-sort") !== sort.dir)); i++) {
+        sort.th.querySelector("button.sort").click();
       }
     }
   }
@@ -110,7 +136,7 @@
   function start() {
     Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), makeSortable);
     Array.prototype.forEach.call(document.querySelectorAll(".k-switch, .measure-switch"), setUpSwitch);
-    applyFragment();
+    try { applyFragment(); } catch (e) { /* a fragment never stops the page (see readFragment) */ }
     document.body.setAttribute("data-ready", "true");
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
