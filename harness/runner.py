@@ -37,6 +37,7 @@ from harness.protocol.checks import check_rankings
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING, check_decoding
 from harness.protocol.submission import Submission
 from harness.protocol.units import UnitOutcome, is_writing_rank, read_finished_unit, store_unit, unit_dir
+from harness.records.files import recover_record_folder
 from harness.records.provenance import PROTOCOL_VERSION, results_folder
 from harness.settings import cache_dir
 
@@ -109,6 +110,8 @@ class Runner:
         started = _dt.datetime.now(_dt.timezone.utc)
         t0 = time.perf_counter()
         units = []
+        if is_writing_rank():
+            recover_record_folder(folder)  # units a killed record writer had moved aside come back first
         for seed in seeds:
             if is_writing_rank():
                 remove_stale_temporaries(unit_dir(folder, seed))  # what a killed run was writing

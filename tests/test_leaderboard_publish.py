@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.io import exchange_paths, process_start_time
 from harness.leaderboard import SITE_MARKER, build_site
 from harness.leaderboard import publish
 from harness.leaderboard import site as site_module
@@ -48,17 +49,17 @@ def test_the_swap_is_one_atomic_exchange_on_linux(tmp_path):
     b.mkdir()
     (a / "x").write_text("a")
     (b / "x").write_text("b")
-    assert publish.exchange(a, b)
+    assert exchange_paths(a, b)
     assert (a / "x").read_text() == "b" and (b / "x").read_text() == "a"
     with pytest.raises(FileNotFoundError):
-        publish.exchange(a, tmp_path / "missing")
+        exchange_paths(a, tmp_path / "missing")
 
 
 def test_without_the_exchange_the_fallback_still_replaces_the_site(records_dir, tmp_path, monkeypatch):
     out = tmp_path / "site"
     build_site(records_dir, out)
     expected = site_files(out)
-    monkeypatch.setattr(publish, "exchange", lambda a, b: False)
+    monkeypatch.setattr(publish, "exchange_paths", lambda a, b: False)
     build_site(records_dir, out)
     assert site_files(out) == expected
     assert _debris(tmp_path) == []
@@ -68,7 +69,7 @@ def test_the_next_build_removes_what_killed_builds_left_and_only_that(records_di
     out = tmp_path / "site"
     build_site(records_dir, out)
     dead, me = _dead_pid(), os.getpid()
-    start = publish._start_time(me) or 0
+    start = process_start_time(me) or 0
     names = {
         f".site.building-{dead}-0-abcdefgh": False,  # killed while writing
         f".site.building-{dead}-{start}-zyxwvuts": False,

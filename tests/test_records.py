@@ -1,6 +1,7 @@
 """The result record schema and validator, the record folder writer/reader, and the TREC files."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 import harness.records.files as files_module
 from harness.errors import HarnessError
 from harness.evaluation.comparison import paired_tests
+from harness.io import process_start_time
 from harness.metrics import Metric, metrics_block, recall_at_k, registry, score, standard_metrics
+from harness.records.files import recover_record_folder
 from harness.records import (
     SCHEMA_VERSION,
     load_schema,
@@ -324,9 +327,10 @@ def test_a_failure_while_writing_keeps_the_previous_record_and_files(tmp_path, m
     read_record_folder(tmp_path)
 
 
-def test_a_failure_while_swapping_files_in_leaves_no_record_json(tmp_path, monkeypatch):
+def test_where_folders_cannot_be_exchanged_a_failure_while_swapping_leaves_no_record_json(tmp_path, monkeypatch):
     record, table, runs, qrels, _ = _same_targets_inputs()
     write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
+    monkeypatch.setattr(files_module, "exchange_paths", lambda a, b: False)  # another OS or file system
     calls = []
     real_move = files_module._move_into_place
 
@@ -339,7 +343,7 @@ def test_a_failure_while_swapping_files_in_leaves_no_record_json(tmp_path, monke
     monkeypatch.setattr(files_module, "_move_into_place", flaky_move)
     with pytest.raises(OSError, match="power cut"):
         write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
-    monkeypatch.undo()
+    monkeypatch.setattr(files_module, "_move_into_place", real_move)
     assert not (tmp_path / "record.json").exists()  # never an old record beside new files
     with pytest.raises(HarnessError, match="interrupted"):
         read_record_folder(tmp_path)
@@ -347,6 +351,37 @@ def test_a_failure_while_swapping_files_in_leaves_no_record_json(tmp_path, monke
     write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     read_record_folder(tmp_path)
+
+
+def test_the_folder_is_exchanged_whole_and_keeps_what_is_not_the_records(tmp_path):
+    record, table, runs, qrels, _ = _same_targets_inputs()
+    folder = tmp_path / "sim1" / "sub"
+    write_record_folder(folder, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
+    (folder / "units" / "seed0").mkdir(parents=True)
+    (folder / "units" / "seed0" / "unit.json").write_text("{}")
+    inode = (folder / "record.json").stat().st_ino
+    write_record_folder(folder, record, per_query=table, runs={}, qrels=qrels, item_keys=ITEM_KEYS)
+    assert (folder / "record.json").stat().st_ino != inode and read_record_folder(folder).files.runs == {}
+    assert (folder / "units" / "seed0" / "unit.json").read_text() == "{}"  # carried over
+    assert not list(folder.glob("*.run"))  # the previous record's runs went with it
+    assert [p.name for p in folder.parent.iterdir()] == ["sub"]  # no staging folder left
+
+
+def test_what_a_killed_writer_moved_aside_comes_back(tmp_path):
+    """A writer killed between moving units/ into its staging folder and the exchange: the folder still holds the
+    previous complete record; the next writer (or the runner) moves units/ back and removes the staging folder."""
+    record, table, runs, qrels, _ = _same_targets_inputs()
+    folder = tmp_path / "sim1" / "sub"
+    write_record_folder(folder, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
+    dead = folder.parent / ".sub.record-999999999-1-abcd1234"  # no such process
+    (dead / "units" / "seed0").mkdir(parents=True)
+    (dead / "units" / "seed0" / "unit.json").write_text("{}")
+    (dead / "record.json").write_text("{}")  # the new record it was about to put in place: not kept
+    live = folder.parent / f".sub.record-{os.getpid()}-{process_start_time(os.getpid()) or 0}-live0000"
+    live.mkdir()  # a writer still at work is left alone
+    recover_record_folder(folder)
+    assert (folder / "units" / "seed0" / "unit.json").is_file() and not dead.exists() and live.exists()
+    read_record_folder(folder)  # the previous record, complete
 
 
 def test_an_invalid_record_writes_nothing(tmp_path):

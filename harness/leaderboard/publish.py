@@ -25,13 +25,9 @@ A folder is only ever replaced if it holds the site marker (SITE_MARKER) that ev
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import functools
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,14 +35,13 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.io import exchange_paths, process_alive, process_start_time
 from harness.leaderboard.collect import SITE_MARKER
 
 BUILDING, OLD = "building", "old"
 _OWNED = re.compile(r"^(?P<kind>building|old)-(?P<pid>[0-9]+)-(?P<start>[0-9]+)-[a-z0-9_]+$")
 _LEGACY = re.compile(r"^(?P<kind>building|old)-[a-z0-9_]{8}$")  # tempfile.mkdtemp names of builds before PIDs
 _LEGACY_AGE_S = 3600.0  # a legacy staging folder this old is no live build's
-_AT_FDCWD = -100  # linux/fcntl.h
-_RENAME_EXCHANGE = 2  # linux/fs.h
 
 
 def prepare(out_dir: str | Path) -> Path:
@@ -88,7 +83,7 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
     if not os.path.lexists(out_dir):
         os.rename(staging, out_dir)  # nothing to replace: one rename
         return
-    if exchange(staging, out_dir):
+    if exchange_paths(staging, out_dir):
         shutil.rmtree(staging, ignore_errors=True)  # the previous site, now under the staging name
         return
     aside = _new_folder(out_dir, OLD)
@@ -102,67 +97,18 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-@functools.lru_cache(maxsize=1)
-def _renameat2():
-    """libc's renameat2, or None (not Linux, or a C library without it: glibc < 2.28, some others)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
-
-
-def exchange(a: Path, b: Path) -> bool:
-    """Swap two existing paths atomically; False where this system or file system cannot (nothing was changed)."""
-    function = _renameat2()
-    if function is None:
-        return False
-    if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-        return False  # the kernel or the file system does not support the flag
-    raise OSError(code, os.strerror(code), str(b))
-
-
 # --- whose folder is it ---------------------------------------------------------------------------
 
 
 def _new_folder(out_dir: Path, kind: str) -> Path:
     """An empty folder `.NAME.KIND-PID-START-RANDOM` beside out_dir, owned by this process."""
     pid = os.getpid()
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{kind}-{pid}-{_start_time(pid) or 0}-", dir=out_dir.parent))
-
-
-def _start_time(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot (/proc/PID/stat, field 22); None without /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    try:
-        return int(stat.rsplit(")", 1)[1].split()[19])  # fields after "(comm)" start at field 3
-    except (IndexError, ValueError):
-        return None
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{kind}-{pid}-{process_start_time(pid) or 0}-", dir=out_dir.parent))
 
 
 def builder_alive(pid: int, start: int) -> bool:
-    """Whether the process that made a folder still runs: PID `pid` exists and, where its start time is known
-    (`start` > 0), started then (a PID reused by another process is not the builder)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's live process
-    if start:
-        now = _start_time(pid)
-        return now is None or now == start
-    return True
+    """Whether the process that made a folder still runs (harness.io.process_alive: a reused PID is not it)."""
+    return process_alive(pid, start)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,14 @@
                           per-query values can be recomputed from the run and qrels files (python -m harness verify)
 
 Rewriting a folder never leaves a record beside files it does not describe, and loses nothing on a
-failure while writing: the writer validates the record, writes every data file under a staging name
-(a failure here removes them and leaves the folder and its previous record untouched), then removes the
-old record.json, renames the staged files into place, and writes record.json last. So a folder holding
-record.json is complete; one without it was never finished (readers say so).
+failure while writing: the writer validates the record, writes every file of the new record into a staging
+folder beside it (`.NAME.record-PID-START-RANDOM`; a failure here removes it and leaves the folder and its
+previous record untouched), moves what else the folder holds (the runner's units/) into it, and exchanges the two
+folders in one atomic step (Linux's renameat2). At every instant the folder holds a complete record, the previous
+one or the new one; a writer killed before the exchange leaves the previous record, and the next writer (or the
+runner) moves back what it had moved out. Where folders cannot be exchanged, the staged files are swapped in one
+by one after the old record.json is removed, so a folder holding record.json is still complete and one without
+it was never finished (readers say so).
 
 Run files use the dataset's own item keys as docids, so trec_eval, ranx or ir_measures line up with any
 qrels written from the same dataset. Scores are `depth - position` (position 0 = best), strictly
@@ -25,13 +29,23 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.io import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
+from harness.io import (
+    atomic_path,
+    exchange_paths,
+    process_alive,
+    process_start_time,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
 from harness.metrics.measures import Metric
 from harness.records.record import ResultRecord
 
@@ -44,7 +58,8 @@ _KEY_COLUMNS = ("task", "seed", "qid")
 # Files this module owns inside a record folder (stale ones are removed when a record is rewritten).
 _MANAGED = re.compile(r"^(?:per_query\.parquet|[a-z]+\.seed[0-9]+\.run|[a-z]+\.qrels|[a-z]+\.head)$")
 _WHITESPACE = re.compile(r"\s")
-_STAGED = ".staged"  # suffix of a data file written but not yet swapped in
+_STAGED = ".staged"  # suffix of a data file staged inside the record folder (by writers before staging folders)
+_STAGING = re.compile(r"^(?P<pid>[0-9]+)-(?P<start>[0-9]+)-[A-Za-z0-9_]+$")  # .NAME.record-PID-START-RANDOM
 
 Runs = Mapping[str, Mapping[int, tuple[Sequence[str], np.ndarray]]]
 Qrels = Mapping[str, tuple[Sequence[str], np.ndarray, np.ndarray]]
@@ -110,9 +125,56 @@ def write_record_folder(
         _check_per_query_columns(per_query, source="per_query table")
 
     folder.mkdir(parents=True, exist_ok=True)
-    staged = _stage_files(folder, per_query, runs, qrels, item_keys, tag, heads or {})
-    _commit(folder, staged, written.to_dict())
+    recover_record_folder(folder)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.record-{os.getpid()}-{process_start_time(os.getpid()) or 0}-",
+                                    dir=folder.parent))
+    try:
+        staged = _stage_files(staging, per_query, runs, qrels, item_keys, tag, heads or {})
+        write_json_atomic(staging / RECORD_FILE, written.to_dict())
+        if not _exchange_in(staging, folder):  # no atomic exchange here: the files are swapped in one by one
+            _commit(folder, staged, written.to_dict())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # after an exchange: the previous record's files
     return written
+
+
+def recover_record_folder(folder: str | Path) -> None:
+    """Undo what a writer killed mid-way left: put back into `folder` what it had moved out (the runner's units/),
+    remove its staging folder, its staged and its temporary files. Writers of other, live processes are left be."""
+    folder = Path(folder)
+    prefix = f".{folder.name}.record-"
+    if folder.parent.is_dir():
+        for staging in sorted(folder.parent.iterdir()):
+            match = _STAGING.match(staging.name[len(prefix):]) if staging.name.startswith(prefix) else None
+            if match is None or not staging.is_dir() or process_alive(int(match["pid"]), int(match["start"])):
+                continue
+            for entry in sorted(staging.iterdir()):
+                if not _is_record_file(entry.name) and not (folder / entry.name).exists():
+                    os.rename(entry, folder / entry.name)
+            shutil.rmtree(staging, ignore_errors=True)
+    if folder.is_dir():
+        for leftover in folder.glob(f".*{_STAGED}"):  # the in-place commit's, from a writer killed mid-way
+            leftover.unlink()
+        remove_stale_temporaries(folder)
+
+
+def _is_record_file(name: str) -> bool:
+    return name == RECORD_FILE or bool(_MANAGED.match(name)) or name.startswith(".")
+
+
+def _exchange_in(staging: Path, folder: Path) -> bool:
+    """Make `staging` (the new record's files) the record folder in one atomic step: what else the folder holds (the
+    runner's units/) moves into staging first, then the two folders are exchanged (harness.io.exchange_paths). A kill
+    before the exchange leaves the previous record complete, and recover_record_folder moves the rest back. False,
+    with everything put back, where the system cannot exchange two folders."""
+    moved = [entry.name for entry in sorted(folder.iterdir()) if not _is_record_file(entry.name)]
+    for name in moved:
+        os.rename(folder / name, staging / name)
+    if exchange_paths(staging, folder):
+        return True
+    for name in moved:
+        os.rename(staging / name, folder / name)
+    return False
 
 
 def read_record_folder(folder: str | Path) -> ResultRecord:
@@ -127,19 +189,16 @@ def read_record_folder(folder: str | Path) -> ResultRecord:
     return record
 
 
-def _stage_files(folder: Path, per_query, runs: Runs, qrels: Qrels, item_keys: np.ndarray, tag: str,
+def _stage_files(staging: Path, per_query, runs: Runs, qrels: Qrels, item_keys: np.ndarray, tag: str,
                  heads: Mapping[str, Sequence[str]]) -> dict:
-    """Write every data file under a staging name beside its final one; {final name: staged path}.
+    """Write every data file, under its final name, into the staging folder; {final name: its path there}.
 
-    This is the slow part, where a full disk or a bad input can fail: if it does, the staged files are
-    removed and the folder, with its previous record, is exactly as it was."""
-    for leftover in folder.glob(f".*{_STAGED}"):  # from a writer killed mid-way
-        leftover.unlink()
-    remove_stale_temporaries(folder)  # and the temporary files of its atomic writes
+    This is the slow part, where a full disk or a bad input can fail: if it does, the staging folder is removed
+    and the record folder, with its previous record, is exactly as it was."""
     staged: dict[str, Path] = {}
 
     def stage(name: str) -> Path:
-        staged[name] = folder / f".{name}{_STAGED}"
+        staged[name] = staging / name
         return staged[name]
 
     try:
@@ -161,7 +220,7 @@ def _stage_files(folder: Path, per_query, runs: Runs, qrels: Qrels, item_keys: n
 
 
 def _commit(folder: Path, staged: dict[str, Path], record: dict) -> None:
-    """Swap the staged files in and write record.json last.
+    """Where folders cannot be exchanged atomically: swap the staged files in and write record.json last.
 
     The old record.json goes first, so that should this short run of renames be interrupted, the folder
     has no record.json (incomplete) rather than an old record beside new files. Files of the old record
