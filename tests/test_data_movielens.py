@@ -215,7 +215,7 @@ def test_ml_small_build_is_deterministic(ml_small, ml_small_zip, tmp_path):
 
 
 def test_ml_small_rejects_parameters(tmp_path, ml_small_zip):
-    with pytest.raises(HarnessError, match="unknown parameter.*genome_min.*takes none"):
+    with pytest.raises(HarnessError, match="unknown parameter.*genome_min.*takes no parameters"):
         compile_dataset("ml-small:genome_min=0.5", data_dir=ml_small_zip.parent, dest=tmp_path / "x.duckdb")
 
 
@@ -288,7 +288,7 @@ def test_ml25m_fixture_builds_with_genome_queries(tmp_path):
 
 def test_ml25m_genome_threshold_and_params_are_checked(tmp_path):
     archive = make_ml25m_zip(tmp_path / "ml-25m.zip")
-    with pytest.raises(HarnessError, match="genome_min=1.5 must be in"):
+    with pytest.raises(HarnessError, match=r"genome_min='1.5' is not a number in \[0, 1\]"):
         compile_dataset("ml-25m:genome_min=1.5", path=archive, dest=tmp_path / "x.duckdb")
     with pytest.raises(HarnessError, match="genome_min='x' is not a number"):
         compile_dataset("ml-25m:genome_min=x", path=archive, dest=tmp_path / "x.duckdb")

@@ -93,7 +93,8 @@ def test_sim2_sweep_runs_reference_then_joint_per_level_and_sample_and_resumes(s
     keyed = {(r["sample"], r["level"], r["model"]): r for r in summary["rows"]}
     assert set(keyed) == {(s, l, m) for s in ("100%", "65%") for l in ("0%", "100%") for m in ("gen_r", "joint")}
     assert {r["task"] for r in summary["rows"]} == {"recommendation"}
-    for dataset in ("sim2__q_match-0", "sim2__q_match-1", "sim2__q_match-0__sample-0.65", "sim2__q_match-1__sample-0.65"):
+    # q_match=1 is SIM2's default, so level 100% is the dataset `sim2` itself (canonical names, docs/datasets.md)
+    for dataset in ("sim2__q_match-0", "sim2", "sim2__q_match-0__sample-0.65", "sim2__sample-0.65"):
         for name in ("gen_r", "joint"):
             assert (out / "results" / dataset / name / "record.json").is_file()
         assert not (out / "results" / dataset / "gen_s").exists()  # search's reference is not needed for SIM2
@@ -134,7 +135,7 @@ def test_sim3_sweep_under_distinct_decoding_with_a_larger_test_set(tmp_path):
                       "--decoding", "distinct", "--dataset-param", "test_queries=3", "--no-site") == 0
     summary = json.loads((out / "experiment.json").read_text())
     joint = next(r for r in summary["rows"] if r["model"] == "joint")
-    assert joint["record"] == "results/sim3__pairs_in_qrels-1__test_queries-3/joint@distinct/record.json"
+    assert joint["record"] == "results/sim3__test_queries-3/joint@distinct/record.json"  # pairs_in_qrels=1: default
     record = json.loads((out / joint["record"]).read_text())
     assert record["protocol"]["params"]["decoding"] == "distinct"
     assert record["metrics"]["search"]["R@10"]["n"] == 30  # three test queries per topic

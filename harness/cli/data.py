@@ -1,4 +1,4 @@
-"""`python -m harness data build|list|stats|show`: compile and inspect datasets.
+"""`python -m harness data build|list|verify|stats|show`: compile, check and inspect datasets.
 
 Kept light at import time (no duckdb, numpy or torch until a command runs): `data list` stays instant.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -23,8 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--offline", action="store_true", help="never download; fail naming the file to supply")
     _cache_arg(build)
 
-    lst = sub.add_parser("list", help="registered datasets and which are compiled")
+    lst = sub.add_parser("list", help="registered datasets and which are compiled (damaged files are marked)")
     _cache_arg(lst)
+
+    verify = sub.add_parser("verify", help="recompute compiled datasets' fingerprints from their tables",
+                            description="Recompute each NAME's fingerprint from its tables and compare it with the "
+                            "one its manifest records: exit 0 when every file matches, 1 naming the file, both "
+                            "fingerprints and the rebuild command otherwise.")
+    verify.add_argument("names", nargs="+", metavar="NAME", help="a dataset name or a path to a .duckdb file")
+    _cache_arg(verify)
 
     for name, help_text in (("stats", "the Table 3 statistics row"),
                             ("show", "split sizes, fingerprint, source files, parameters, dropped counts")):
@@ -40,7 +48,7 @@ def _cache_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"build": _build, "list": _list, "stats": _stats, "show": _show}[args.data_command](args)
+    return {"build": _build, "list": _list, "verify": _verify, "stats": _stats, "show": _show}[args.data_command](args)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -49,6 +57,11 @@ def _build(args: argparse.Namespace) -> int:
     for name in args.names:
         outcome = compile_dataset(name, data_dir=args.data_dir, cache_dir=args.cache_dir, path=args.path,
                                   allow_download=not args.offline, force=args.force)
+        if outcome.removed:
+            print(f"removed {len(outcome.removed)} leftover(s) of killed compiles from {outcome.path.parent}")
+        if outcome.damaged:
+            reason = outcome.damaged.rsplit("; rebuild it with", 1)[0]
+            print(f"{name}: the compiled file was damaged, so it was rebuilt ({reason})")
         if outcome.skipped:
             print(f"{name}: already compiled with the same inputs ({outcome.fingerprint}) at {outcome.path}; "
                   "skipped (use --force to rebuild)")
@@ -63,19 +76,54 @@ def _build(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from harness import settings
+    from harness.data.integrity import verify_file
     from harness.data.sources import SOURCES
+    from harness.errors import HarnessError
 
     compiled = sorted(settings.compiled_dir(args.cache_dir).glob("*.duckdb"))
     by_source: dict[str, list[str]] = {}
+    damaged: dict[str, list[str]] = {}
+    problems = []
     for path in compiled:
-        by_source.setdefault(path.stem.split("__")[0], []).append(path.name)
+        source = path.stem.split("__")[0]
+        try:
+            verify_file(path)
+        except HarnessError as exc:
+            damaged.setdefault(source, []).append(path.name)
+            problems.append(str(exc))
+            continue
+        by_source.setdefault(source, []).append(path.name)
     width = max(len(n) for n in SOURCES.names())
     for name in SOURCES.names():
-        files = by_source.get(name, [])
-        state = f"compiled: {', '.join(files)}" if files else "not compiled"
-        print(f"{name:<{width}}  {SOURCES.doc(name)}\n{'':<{width}}  [{state}]")
+        files, bad = by_source.get(name, []), damaged.get(name, [])
+        states = ([f"compiled: {', '.join(files)}"] if files else []) + ([f"damaged: {', '.join(bad)}"] if bad else [])
+        print(f"{name:<{width}}  {SOURCES.doc(name)}\n{'':<{width}}  [{'; '.join(states) or 'not compiled'}]")
     print(f"\ncompiled datasets live in {settings.compiled_dir(args.cache_dir)}")
+    for problem in problems:
+        print(f"damaged: {problem}")
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from harness.data.integrity import verify_file
+    from harness.data.store import resolve_file
+    from harness.errors import HarnessError
+
+    failed = 0
+    for name in args.names:
+        try:
+            path, spec_text = resolve_file(name, args.cache_dir)
+            if not path.is_file():
+                raise HarnessError(f"{name}: no compiled file {path}; build it with `python -m harness data build "
+                                   f"{spec_text or name}`" + (f" --cache-dir {args.cache_dir}" if args.cache_dir else ""))
+            manifest, verified = verify_file(path, spec_text, full=True)
+        except HarnessError as exc:
+            failed += 1
+            print(f"{name}: FAILED: {exc}", file=sys.stderr)
+            continue
+        print(f"{manifest['dataset']}: OK, its tables give the fingerprint its manifest records "
+              f"({verified.fingerprint}; {path}; recomputed in {verified.seconds:.1f} s)")
+    return 1 if failed else 0
 
 
 def _stats(args: argparse.Namespace) -> int:

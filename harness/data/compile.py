@@ -10,19 +10,22 @@ The pipeline (all DuckDB SQL, no Python loops over rows; see docs/datasets.md fo
 4. search: the source's fixed split, else md5(split_seed || ':' || query_key) order -> test, valid, train;
 5. evaluation targets must be training targets of the same task (dropped and counted otherwise);
 6. popularity per task over the training part, head = top max(1, ceil(head_fraction * n_items)) items;
-7. statistics (Table 3), fingerprint, manifest; written to a temporary file beside the destination and
-   renamed into place (a killed build leaves the previous good file untouched).
+7. statistics (Table 3), fingerprint, content digest (harness.data.integrity), manifest; written to a temporary
+   file beside the destination and renamed into place (harness.data.scratch: a killed build leaves the previous
+   good file untouched, and the next build removes what it left).
 
 This module runs the pipeline and writes the file; the split parameters are in harness.data.split_params, the
-SQL stages (2-6) in harness.data.stages, the manifest and the up-to-date check in harness.data.manifest.
+SQL stages (2-6) in harness.data.stages, the manifest and the up-to-date check in harness.data.manifest. An existing
+file is reused only when it is up to date and still verifies (a damaged one is rebuilt, BuildOutcome.damaged says
+why).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +36,9 @@ import duckdb
 import harness
 from harness import settings
 from harness.data.fingerprint import FORMAT_VERSION, compute_fingerprint
-from harness.data.manifest import local_files, read_manifest, up_to_date_fingerprint, write_manifest
+from harness.data.integrity import DamagedDatasetError, content_digest, verify_file
+from harness.data.manifest import local_files, up_to_date_fingerprint, write_manifest
+from harness.data.scratch import compile_target, remove_debris
 from harness.data.sources import SOURCES
 from harness.data.sources.base import SourceContext
 from harness.data.spec import DatasetSpec
@@ -42,7 +47,6 @@ from harness.data.stages import STAGES, check_not_empty, check_raw_tables, scala
 from harness.data.stats import stats_from_connection
 from harness.data.store import dataset_path
 from harness.errors import HarnessError
-from harness.io import atomic_path
 
 # FORMAT_VERSION lives in fingerprint.py (store.py checks it without importing this module); importable here too.
 
@@ -58,6 +62,8 @@ class BuildOutcome:
     skipped: bool  # an up-to-date build was already there
     manifest: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    damaged: str = ""  # why the file that was there was not reused (it was rebuilt): edited, truncated, unreadable
+    removed: list[Path] = field(default_factory=list)  # leftovers of killed compiles removed first
 
 
 def build_dataset(
@@ -99,22 +105,27 @@ def compile_dataset(
         path=Path(path).expanduser() if path else None,
     )
     dest = Path(dest) if dest else dataset_path(spec, cache_dir)
-    if not force:
-        existing = up_to_date_fingerprint(dest, spec, split, ctx)
-        if existing:
-            return BuildOutcome(dest, existing, skipped=True, manifest=read_manifest(dest))
-    started = time.perf_counter()
-    _remove_stale_temporaries(dest)
-    with atomic_path(dest) as tmp, tempfile.TemporaryDirectory(prefix="harness-duckdb-", dir=dest.parent) as spill:
-        con = duckdb.connect(str(tmp), config=duckdb_config(spill))
+    damaged = ""
+    if not force and dest.exists():
         try:
-            manifest = _compile_into(con, spec, source, ctx, split)
+            existing = up_to_date_fingerprint(dest, spec, split, ctx)
+            if existing:
+                manifest, _ = verify_file(dest, str(spec))  # never "already compiled" for an edited or damaged file
+                return BuildOutcome(dest, existing, skipped=True, manifest=manifest)
+        except DamagedDatasetError as exc:
+            damaged = str(exc)
+    started = time.perf_counter()
+    removed = remove_debris(dest.parent)
+    with compile_target(dest) as (tmp, scratch):
+        con = duckdb.connect(str(tmp), config=duckdb_config(scratch))
+        try:
+            manifest = _compile_into(con, spec, source, dataclasses.replace(ctx, temp_dir=scratch), split)
             t0 = time.perf_counter()
             con.execute("CHECKPOINT")
             _log_timing("checkpoint", t0)
         finally:
             con.close()
-    return BuildOutcome(dest, manifest["fingerprint"], False, manifest, time.perf_counter() - started)
+    return BuildOutcome(dest, manifest["fingerprint"], False, manifest, time.perf_counter() - started, damaged, removed)
 
 
 def duckdb_config(spill_dir: str | os.PathLike) -> dict[str, Any]:
@@ -128,17 +139,6 @@ def duckdb_config(spill_dir: str | os.PathLike) -> dict[str, Any]:
         "temp_directory": str(spill_dir),
         "preserve_insertion_order": True,
     }
-
-
-def _remove_stale_temporaries(dest: Path) -> None:
-    """Leftovers of builds killed earlier (SIGKILL skips every cleanup); younger ones may be a live build."""
-    if not dest.parent.is_dir():
-        return
-    cutoff = time.time() - 3600
-    for leftover in dest.parent.glob(f".{dest.name}.*.tmp*"):
-        with contextlib.suppress(OSError):
-            if leftover.is_file() and leftover.stat().st_mtime < cutoff:
-                leftover.unlink()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,10 +174,14 @@ def _compile_into(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, source: Any
     fingerprint = compute_fingerprint(con, header)
     _log_timing("fingerprint", t0)
     t0 = time.perf_counter()
+    digest = content_digest(con, header, fingerprint)  # what opening the file checks (harness.data.integrity)
+    _log_timing("content digest", t0)
+    t0 = time.perf_counter()
     manifest = {
         **header,
         "headline_k": int(source.headline_k),
         "fingerprint": fingerprint,
+        "content_digest": digest,
         "counts": counts,
         "dropped": dropped,
         "notes": result.notes,

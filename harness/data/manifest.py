@@ -15,6 +15,7 @@ import duckdb
 import harness
 from harness.data.fetch import md5_file
 from harness.data.fingerprint import FORMAT_VERSION
+from harness.data.integrity import rebuild_command, unreadable
 from harness.data.spec import DatasetSpec
 from harness.data.split_params import SplitParams
 
@@ -34,14 +35,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
 def up_to_date_fingerprint(dest: Path, spec: DatasetSpec, split: SplitParams, ctx: Any) -> str | None:
     """The fingerprint of the build at `dest` if it was made from the same inputs: same dataset name, split
     params, format and harness version, and every source file it read still there unchanged (size and
-    mtime, else MD5). None when a build is needed. New files a source would now also read (an extra MPD
+    mtime, else MD5). None when a build is needed; DamagedDatasetError when the file cannot be read. New files a source would now also read (an extra MPD
     slice) are not noticed: rebuild with --force after adding input files."""
     if not dest.exists():
         return None
     try:
         manifest = read_manifest(dest)
-    except (duckdb.Error, json.JSONDecodeError):
-        return None
+    except (duckdb.Error, json.JSONDecodeError) as exc:  # truncated or not a DuckDB file: said, then rebuilt
+        raise unreadable(dest, exc, rebuild_command(str(spec), dest)) from exc
     same = (
         manifest.get("format_version") == FORMAT_VERSION
         and manifest.get("dataset") == str(spec)

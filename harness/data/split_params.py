@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from harness.data.params import SPLIT_PARAMS
 from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 
@@ -19,7 +20,7 @@ from harness.errors import HarnessError
 
 
 @dataclass(frozen=True)
-class SplitParams:
+class SplitParams:  # the defaults are also declared in harness.data.params.SPLIT_PARAMS (checked in a test)
     split_seed: int = 0
     valid_frac: float = 0.1
     test_frac: float = 0.1
@@ -31,14 +32,9 @@ class SplitParams:
         """(split params, the remaining source params). Values are validated with errors naming them."""
         source_params = spec.param_dict()
         values: dict[str, Any] = {}
-        for name, kind in (("split_seed", int), ("valid_frac", float), ("test_frac", float),
-                           ("min_user_interactions", int), ("head_fraction", float)):
-            if name in source_params:
-                raw = source_params.pop(name)
-                try:
-                    values[name] = kind(raw)
-                except ValueError as exc:
-                    raise HarnessError(f"dataset {spec}: {name}={raw!r} is not a valid {kind.__name__}") from exc
+        for param in SPLIT_PARAMS:
+            if param.name in source_params:
+                values[param.name] = param.parse(f"dataset {spec}", source_params.pop(param.name))
         params = cls(**values)
         params.validate(str(spec))
         return params, source_params

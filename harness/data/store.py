@@ -5,12 +5,13 @@
         requests = ds.rec_requests("test")    # histories 1..t-1, no targets
         targets = ds.rec_targets("test")      # held by the harness, aligned with requests
 
-The file is opened read-only; arrays come out of DuckDB with fetchnumpy (no Python loops over rows).
+The file is opened read-only and verified before anything reads it (harness.data.integrity: a file whose tables
+no longer give its manifest's fingerprint, or that DuckDB cannot read, is refused naming the rebuild command);
+arrays come out of DuckDB with fetchnumpy (no Python loops over rows).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import duckdb
 import numpy as np
 
 from harness import settings
-from harness.data.fingerprint import FORMAT_VERSION
+from harness.data.integrity import open_verified
 from harness.data.sources import SOURCES
 from harness.data.spec import DatasetSpec
 from harness.data.stats import stats_from_connection
@@ -37,8 +38,8 @@ def dataset_path(spec: DatasetSpec | str, cache_dir: str | os.PathLike | None = 
     return settings.compiled_dir(cache_dir) / f"{spec.slug}.duckdb"
 
 
-def _resolve(spec_or_path: Any, cache_dir: Any) -> tuple[Path, str | None]:
-    """(file, spec text or None when given a path)."""
+def resolve_file(spec_or_path: Any, cache_dir: Any = None) -> tuple[Path, str | None]:
+    """(file, canonical spec text or None when given a path)."""
     if isinstance(spec_or_path, DatasetSpec):
         return dataset_path(spec_or_path, cache_dir), str(spec_or_path)
     text = str(spec_or_path)
@@ -64,7 +65,7 @@ class CompiledDataset:
     @classmethod
     def open(cls, spec_or_path: DatasetSpec | str | os.PathLike, cache_dir: str | os.PathLike | None = None
              ) -> "CompiledDataset":
-        path, spec_text = _resolve(spec_or_path, cache_dir)
+        path, spec_text = resolve_file(spec_or_path, cache_dir)
         if not path.is_file():
             if spec_text is None:
                 raise HarnessError(f"compiled dataset file {path} does not exist")
@@ -74,18 +75,7 @@ class CompiledDataset:
                 f"`python -m harness data build {spec_text}`"
                 + (f" --cache-dir {cache_dir}" if cache_dir else "")
             )
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-            rows = con.execute("SELECT key, value FROM manifest").fetchall()
-        except duckdb.Error as exc:
-            raise HarnessError(f"{path} is not a readable compiled dataset ({exc}); rebuild it with --force") from exc
-        manifest = {key: json.loads(value) for key, value in rows}
-        if manifest.get("format_version") != FORMAT_VERSION:
-            con.close()
-            raise HarnessError(
-                f"{path} has data format version {manifest.get('format_version')}, this harness reads "
-                f"{FORMAT_VERSION}; rebuild it with `python -m harness data build {manifest.get('dataset')} --force`"
-            )
+        con, manifest, _ = open_verified(path, spec_text)  # refused if edited, damaged or of another format
         return cls(path, con, manifest)
 
     # -- context manager ------------------------------------------------------------------------

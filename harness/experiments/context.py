@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.data.compile import build_dataset
-from harness.data.spec import DatasetSpec
+from harness.data.spec import DatasetSpec, parse_written
 from harness.data.store import CompiledDataset
 from harness.errors import HarnessError
 from harness.protocol.decodings import DECODINGS
@@ -65,7 +65,7 @@ class Context:
     def dataset(self, spec: str) -> str:
         """The spec's canonical name, built (deterministically, into the dataset cache) if not yet compiled."""
         parsed = DatasetSpec.parse(spec)
-        clash = sorted(set(parsed.param_dict()) & set(self.dataset_params))
+        clash = sorted(set(parse_written(spec)[1]) & set(self.dataset_params))  # as written: a default is dropped
         if clash:
             raise HarnessError(f"--dataset-param {', '.join(clash)}: the experiment sets it itself in {spec}")
         name = str(DatasetSpec(parsed.name, tuple(sorted({**parsed.param_dict(), **self.dataset_params}.items()))))

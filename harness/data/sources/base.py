@@ -32,6 +32,7 @@ class SourceContext:
     params: dict[str, str]  # from the dataset name (`sim2:q_match=0.5`), as strings
     allow_download: bool = True  # False: never touch the network
     path: Path | None = None  # an explicit input path given on the command line (mpd, logs)
+    temp_dir: Path | None = None  # where temporary files go (the compile's scratch folder; None: the system's)
 
 
 @dataclass

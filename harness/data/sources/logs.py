@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from harness.data.fetch import file_record
+from harness.data.fetch import file_record, line_ending_problem
+from harness.data.params import unknown_parameters
 from harness.data.sources.base import SourceContext, SourceResult
 from harness.errors import HarnessError
 
@@ -110,10 +111,10 @@ class LogsSource:
     name: str = "logs"
     description: str = "a platform's own logs in the canonical schema (Parquet/CSV; docs/logs-schema.md)"
     headline_k: int = 30
+    params = ()  # not a field: logs take no parameters of their own (harness.data.params)
 
     def load(self, con: duckdb.DuckDBPyConnection, ctx: SourceContext) -> SourceResult:
-        if ctx.params:
-            raise HarnessError(f"logs: unknown parameter {sorted(ctx.params)[0]!r} (logs takes no parameters)")
+        unknown_parameters("logs", "logs", ctx.params, self.params)
         folder = find_folder(ctx)
         paths = {schema.name: find_table_file(folder, schema) for schema in SCHEMA}
         with _opened(con, paths) as tables:
@@ -269,7 +270,10 @@ def _read_csv(path: Path, columns: list[str], newlines_in_values: bool) -> pa.Ta
         message = str(exc).removeprefix("CSV parse error: ")
         located = re.match(r"Row #(\d+): (.*)", message, re.DOTALL)
         where = f"{path.name} line {located.group(1)}" if located else path.name
-        raise HarnessError(f"logs: {where}: malformed CSV ({located.group(2) if located else message})") from exc
+        ending = line_ending_problem(path)  # any of LF, CRLF and CR ends a line; said in case it is the cause
+        hint = (f"; it mixes line endings ({ending[1]}): convert it to one kind (e.g. `dos2unix {path.name}`)"
+                if ending else "")
+        raise HarnessError(f"logs: {where}: malformed CSV ({located.group(2) if located else message}){hint}") from exc
     return table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
 
 

@@ -32,11 +32,14 @@ from harness.data.fetch import (
     locate,
     md5_file,
 )
+from harness.data.params import Param, parse_params
 from harness.data.sources.base import SourceContext, SourceResult
 from harness.errors import HarnessError
 
 NO_GENRE = "(no genres listed)"
 DEFAULT_GENOME_MIN = 0.8
+GENOME_MIN = Param("genome_min", float, DEFAULT_GENOME_MIN, 0.0, 1.0,
+                   help="ml-25m: a genome tag is a query for the movies it applies to at least this strongly")
 
 # member -> (header, DuckDB column types)
 CSV_LAYOUT: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -122,12 +125,12 @@ class MovieLensSource:
         members = ["movies.csv", "ratings.csv", "tags.csv"]
         if self.genome:
             members += ["genome-scores.csv", "genome-tags.csv"]
-        with tempfile.TemporaryDirectory(prefix=f"harness-{self.name}-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"harness-{self.name}-", dir=ctx.temp_dir) as tmp:
             paths = extract_members(archive, [f"{self.folder}/{m}" for m in members], Path(tmp))
             rows = {}
             for member in members:
                 full = f"{self.folder}/{member}"
-                rows[full] = self._read_csv(con, paths[full], f"{archive.name}:{full}", member)
+                rows[full] = self._read_csv(con, paths[full], f"{archive.name}:{full}", member, archive)
             if verified:
                 self._check_rows(archive, rows)
         self._create_raw_tables(con, params)
@@ -136,23 +139,13 @@ class MovieLensSource:
 
     # -- inputs ---------------------------------------------------------------------------------
 
+    @property
+    def params(self) -> tuple[Param, ...]:
+        """The declared parameters (harness.data.params): ml-25m's genome threshold; ml-small takes none."""
+        return (GENOME_MIN,) if self.genome else ()
+
     def _params(self, raw: dict[str, str]) -> dict[str, Any]:
-        allowed = {"genome_min"} if self.genome else set()
-        unknown = sorted(set(raw) - allowed)
-        if unknown:
-            raise HarnessError(
-                f"dataset {self.name}: unknown parameter(s) {', '.join(unknown)}"
-                + (f"; it takes {', '.join(sorted(allowed))}" if allowed else "; it takes none")
-            )
-        if not self.genome:
-            return {}
-        try:
-            genome_min = float(raw.get("genome_min", DEFAULT_GENOME_MIN))
-        except ValueError as exc:
-            raise HarnessError(f"dataset {self.name}: genome_min={raw['genome_min']!r} is not a number") from exc
-        if not 0 <= genome_min <= 1:
-            raise HarnessError(f"dataset {self.name}: genome_min={genome_min} must be in [0, 1]")
-        return {"genome_min": genome_min}
+        return parse_params(self.name, raw, self.params)
 
     def _archive(self, ctx: SourceContext) -> tuple[Path, str, bool]:
         """(zip, md5, verified against the pin)."""
@@ -166,7 +159,8 @@ class MovieLensSource:
         path, md5 = locate(downloads()[self.archive], ctx.data_dir, allow_download=ctx.allow_download)
         return path, md5, True
 
-    def _read_csv(self, con: duckdb.DuckDBPyConnection, path: Path, label: str, member: str) -> int:
+    def _read_csv(self, con: duckdb.DuckDBPyConnection, path: Path, label: str, member: str,
+                  archive: Path) -> int:
         """Load one CSV into temp table ml_<name>; returns its row count."""
         header, types = CSV_LAYOUT[member]
         check_csv_header(path, header, label)
@@ -180,7 +174,7 @@ class MovieLensSource:
                 [str(path)],
             )
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
-            raise csv_error(exc, label) from exc
+            raise csv_error(exc, label, path, archive) from exc
         return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
     def _check_rows(self, archive: Path, rows: dict[str, int]) -> None:

@@ -30,6 +30,7 @@ import duckdb
 import pyarrow as pa
 
 from harness.data.fetch import file_record, md5_file
+from harness.data.params import Param, parse_params as parse_declared
 from harness.data.sources.base import SourceContext, SourceResult
 from harness.errors import HarnessError
 
@@ -56,7 +57,8 @@ _MIN_FILES_PER_BATCH = 4
 # batch of 4 slices, so the table is deduplicated every few batches to stay near the catalogue's size.
 _COMPACT_NAMES_EVERY = 16
 
-_PARAMS = ("max_slices",)
+MAX_SLICES = Param("max_slices", int, None, 1, float("inf"),
+                   help="read only the first N slice files (default: every slice in the folder)")
 
 
 def normalize_name(name: str) -> str:
@@ -81,6 +83,7 @@ class MPDSource:
     name: str = "mpd"
     description: str = "Million Playlist Dataset slice files (user-supplied): playlists and their titles"
     headline_k: int = 30
+    params = (MAX_SLICES,)  # not a field: the declared parameters (harness.data.params)
 
     def load(self, con: duckdb.DuckDBPyConnection, ctx: SourceContext) -> SourceResult:
         max_slices = parse_params(ctx.params)
@@ -115,15 +118,7 @@ MPD = MPDSource()
 
 def parse_params(params: dict[str, str]) -> int | None:
     """`max_slices` (a positive integer; default: every slice in the folder)."""
-    unknown = sorted(set(params) - set(_PARAMS))
-    if unknown:
-        raise HarnessError(f"mpd: unknown parameter {unknown[0]!r} (known: {', '.join(_PARAMS)})")
-    if "max_slices" not in params:
-        return None
-    text = params["max_slices"]
-    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
-        raise HarnessError(f"mpd: parameter max_slices={text!r} is not a positive integer")
-    return int(text)
+    return parse_declared("mpd", params, MPDSource.params)["max_slices"]
 
 
 def find_slice_folder(ctx: SourceContext) -> Path:

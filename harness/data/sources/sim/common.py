@@ -16,62 +16,15 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from harness.data.params import Param, parse_params
 from harness.data.sources.base import SourceContext, SourceResult
-from harness.errors import HarnessError
 
 # ---------------------------------------------------------------------------------------------------
-# Parameters
-
-
-@dataclass(frozen=True)
-class Param:
-    """One dataset parameter: its type, default and allowed range (`low_open`: the low end is excluded)."""
-
-    name: str
-    kind: type  # int or float
-    default: int | float
-    low: float
-    high: float
-    low_open: bool = False
-    help: str = ""
-    # A parameter added after datasets were compiled and published: at its default it is left out of the resolved
-    # parameters, so every dataset that existed before it keeps its parameters, canonical name and fingerprint.
-    omitted_at_default: bool = False
-
-    def allowed(self) -> str:
-        if self.kind is int:
-            return f"an integer in [{int(self.low)}, {int(self.high)}]"
-        return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
-
-    def parse(self, source: str, text: str) -> int | float:
-        fault = f"{source}: parameter {self.name}={text!r}"
-        try:
-            value: int | float = int(text) if self.kind is int else float(text)
-        except ValueError:
-            raise HarnessError(f"{fault} is not {self.allowed()}") from None
-        too_low = value <= self.low if self.low_open else value < self.low
-        if not math.isfinite(value) or too_low or value > self.high:
-            raise HarnessError(f"{fault} is out of range: give {self.allowed()}")
-        return value
-
+# Parameters (Param and parse_params live in harness.data.params: dataset names are made canonical with them)
 
 SEED = Param("seed", int, 0, 0, 2**32 - 1, help="the data seed (not the model's run seed)")
 SAMPLE = Param("sample", float, 1.0, 0.0, 1.0, low_open=True,
                help="fraction of the target task's training data kept (Table 4's 100% and 65% rows)")
-
-
-def parse_params(source: str, raw: Mapping[str, str], specs: Sequence[Param]) -> dict[str, int | float]:
-    """Typed parameters with defaults filled in; unknown names and bad values are HarnessErrors."""
-    by_name = {p.name: p for p in specs}
-    unknown = sorted(set(raw) - set(by_name))
-    if unknown:
-        raise HarnessError(
-            f"{source}: unknown parameter {', '.join(repr(u) for u in unknown)}; "
-            f"known parameters: {', '.join(sorted(by_name))}"
-        )
-    values = {p.name: p.parse(source, raw[p.name]) if p.name in raw else p.default for p in specs}
-    return {name: value for name, value in values.items()
-            if not (by_name[name].omitted_at_default and value == by_name[name].default)}
 
 
 def rounded_count(fraction: float, total: int) -> int:
