@@ -1,5 +1,7 @@
 """Hostile or broken inputs, one table: each is refused with its exit status and a message naming the culprit,
-before anything trains, and no earlier good output changes.
+before anything trains, and no earlier good output changes. 44 cases: submission configs, names, seeds,
+references, adapter parameters and imports, the rankings an adapter returns, records, compiled datasets and
+dataset names.
 
 The good outputs are made once: Pop_R's record on sim1 in a results folder, and the compiled sim1. Every case
 then runs the CLI against that same results folder and checks, byte for byte, that the good record folder and the
@@ -196,3 +198,62 @@ def test_a_bad_record_is_refused_by_verify_naming_the_file(good, tmp_path, capsy
     line = next(line for line in out.splitlines() if line.startswith("FAILED"))
     for piece in pieces:
         assert piece in line, (piece, line)
+
+
+def _compiled_copy(cache: Path) -> Path:
+    """A copy of the compiled sim1 in its own cache folder, to damage without touching the good one."""
+    with CompiledDataset.open("sim1") as ds:
+        source = Path(ds.path)
+    (cache / "datasets").mkdir(parents=True)
+    for path in source.parent.glob("sim1.*"):  # the DuckDB file and anything the cache keeps beside it
+        shutil.copy2(path, cache / "datasets" / path.name)
+    return cache / "datasets" / "sim1.duckdb"
+
+
+def _edit_table(path: Path, sql: str) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    con.execute(sql)
+    con.close()
+
+
+DATA_CASES = {
+    # name: (damage the copy, exit status of `run`, message pieces)
+    "compiled file with an edited row": (
+        lambda p: _edit_table(p, "UPDATE sequences SET item_id = (item_id + 1) % 50 WHERE rowid = (SELECT min(rowid) FROM sequences)"), 2,
+        ["sim1.duckdb does not match its fingerprint", "data build sim1 --force"]),
+    "compiled file truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 3]), 2,
+                                ["sim1.duckdb is damaged or truncated", "data build sim1 --force"]),
+    "compiled file not a database": (lambda p: p.write_text("hello"), 2, ["sim1.duckdb", "rebuild it"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CASES))
+def test_a_damaged_compiled_dataset_is_refused_before_training(good, tmp_path, capsys, case):
+    damage, status, pieces = DATA_CASES[case]
+    before = _snapshot(good)
+    damage(_compiled_copy(tmp_path / "cache"))
+    folder = _submission(tmp_path / "subs")
+    assert main(["run", str(folder), "--out", str(good), "--no-progress", "--no-site",
+                 "--cache-dir", str(tmp_path / "cache")]) == status
+    said = capsys.readouterr().err
+    for piece in pieces:
+        assert piece in said, (piece, said)
+    assert not (good / "sim1" / "mine").exists()  # refused before training: nothing written
+    assert _snapshot(good) == before
+
+
+@pytest.mark.parametrize("spelling, message", [
+    ("sim2:q_match=half", "parameter q_match='half' is not a number"),
+    ("sim2:q_match=2", "q_match"),
+    ("sim2:shuffle=1", "unknown parameter 'shuffle'"),
+    ("sim2:q_match", "q_match"),
+    ("ml-small:split_seed=-1", "split_seed"),
+])
+def test_a_bad_dataset_spelling_is_refused_naming_the_parameter(good, tmp_path, capsys, spelling, message):
+    before = _snapshot(good)
+    folder = _submission(tmp_path / "subs")
+    assert main(["run", str(folder), "-d", spelling, "--out", str(good), "--no-progress", "--no-site"]) == 2
+    assert message in capsys.readouterr().err
+    assert _snapshot(good) == before
