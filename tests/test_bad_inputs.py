@@ -232,7 +232,7 @@ DATA_CASES = {
 @pytest.mark.parametrize("case", sorted(DATA_CASES))
 def test_a_damaged_compiled_dataset_is_refused_before_training(good, tmp_path, capsys, case):
     damage, status, pieces = DATA_CASES[case]
-    before = _snapshot(good)
+    before, files_before = _snapshot(good), sorted(good.rglob("*"))
     damage(_compiled_copy(tmp_path / "cache"))
     folder = _submission(tmp_path / "subs")
     assert main(["run", str(folder), "--out", str(good), "--no-progress", "--no-site",
@@ -240,7 +240,7 @@ def test_a_damaged_compiled_dataset_is_refused_before_training(good, tmp_path, c
     said = capsys.readouterr().err
     for piece in pieces:
         assert piece in said, (piece, said)
-    assert not (good / "sim1" / "mine").exists()  # refused before training: nothing written
+    assert sorted(good.rglob("*")) == files_before  # refused before training: nothing written
     assert _snapshot(good) == before
 
 
