@@ -211,8 +211,8 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
 
 
 def _comparison_notes(r: LoadedRecord, task: str, *, missing: bool) -> list[str]:
-    """What the record says about its comparison for `task` (harness.protocol.record: missing, or made over other
-    seeds than the submission's)."""
+    """What the record says about its comparison for `task` (harness.evaluation.significance: missing, or made over
+    other seeds than the submission's)."""
     return [n.note for n in r.record.comparison_notes if n.task == task and n.missing == missing]
 
 
