@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -53,6 +52,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_path, canonical_json
 from harness.protocol.adapter import Adapter
 from harness.protocol.params import parse_params
+from harness.protocol.units import is_writing_rank
 
 CHECKPOINT = "diffrec.pt"
 CHECKPOINT_FORMAT = 1
@@ -403,7 +403,7 @@ class DiffRecAdapter(Adapter):
     def _save_checkpoint(self, key: str) -> None:
         import torch
 
-        if os.environ.get("RANK", "0").strip() not in ("", "0"):
+        if not is_writing_rank():
             return  # under a multi-process launcher only rank 0 writes (the runner's rule)
         self.workdir.mkdir(parents=True, exist_ok=True)
         saved = {"key": key, "state": self._model.state_dict(), "best_epoch": self._best_epoch,

@@ -31,7 +31,6 @@ import abc
 import copy
 import hashlib
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Literal
@@ -44,6 +43,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_path, canonical_json
 from harness.protocol.adapter import Adapter
 from harness.protocol.params import parse_params
+from harness.protocol.units import is_writing_rank
 
 CHECKPOINT = "model.pt"
 CHECKPOINT_FORMAT = 1
@@ -386,7 +386,7 @@ class SequentialAdapter(Adapter):
 
     def _save_checkpoint(self, key: str) -> None:
         torch = _torch()
-        if os.environ.get("RANK", "0").strip() not in ("", "0"):
+        if not is_writing_rank():
             # Under a multi-process launcher every rank trains its own copy: only rank 0 writes the file
             # (the same rule as the runner's); the atomic rename would keep it whole anyway.
             return
