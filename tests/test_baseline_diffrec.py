@@ -20,7 +20,7 @@ from harness.protocol.submission import load_submission
 REPO = Path(__file__).resolve().parents[1]
 # Small and fast; threads=1: the test machine is shared.
 TINY = {"dims": [64], "steps": 5, "batch_size": 32, "valid_k": 10, "threads": 1, "min_epoch_steps": 1,
-        "max_epochs": 2, "patience": 2}
+        "max_epochs": 2, "patience_steps": 100}
 
 
 def _fit(view, tmp_path: Path, seed: int = 0, **params):
@@ -83,7 +83,7 @@ def pairs_view():
 
 def test_diffrec_learns_the_planted_pairs_far_above_popularity(pairs_view, tmp_path):
     view, test, targets = pairs_view
-    a = _fit(view, tmp_path, max_epochs=30, patience=30, min_epoch_steps=10, lr=3e-3)
+    a = _fit(view, tmp_path, max_epochs=30, patience_steps=10_000, min_epoch_steps=10, lr=3e-3)
     learned = _recall(a.retrieve("rec", test, 10), targets)
     pop = np.argsort(-view.catalogue.pop_rec, kind="stable")
     popular = _recall([[i for i in pop if i not in set(test.history(j))][:10] for j in range(len(test))], targets)

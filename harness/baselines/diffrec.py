@@ -29,8 +29,9 @@ noise_max 0.005, dims [300]: all settable here, and submissions/diffrec uses the
 
 Ranking, early stopping and seeds follow harness.baselines.sequential: full catalogue; history items left out
 when no training sequence repeats an item (exclude_history "auto"; the authors always mask them); after every
-"epoch" (at least `min_epoch_steps` optimiser steps) Recall@K on rec_valid, the best epoch's weights kept,
-stop after `patience` epochs without a strictly better value (the authors: validation every 5 epochs, stop 20
+"epoch" (at least `min_epoch_steps` optimiser steps) Recall@K on rec_valid; stop after `patience_steps`
+optimiser steps without a gain of more than `tolerance_hits` validation hits, keeping the latest epoch within
+`tolerance_hits` of the best (harness.baselines.stopping; the authors: validation every 5 epochs, stop 20
 epochs after the best). A request's user needs no training row: the model reads only the request's history.
 """
 
@@ -45,7 +46,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.baselines.sequential import EpochLog, has_repeats, training_sequences
+from harness.baselines.sequential import EpochLog, has_repeats, seed_torch, training_sequences
+from harness.baselines.stopping import ValidationStopper
 from harness.baselines.topk import top_k_rows
 from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 from harness.errors import HarnessError
@@ -55,7 +57,7 @@ from harness.protocol.params import parse_params
 from harness.protocol.units import is_writing_rank
 
 CHECKPOINT = "diffrec.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the stopping rule's facts are saved with the weights
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ class DiffRecParams:
     weight_decay: float = 0.0
     batch_size: int = 400
     max_epochs: int = 200
-    patience: int = 10  # epochs without a better validation recall before stopping
+    patience_steps: int = 100  # optimiser steps without a gain of more than tolerance_hits (harness.baselines.stopping)
+    tolerance_hits: int = 1
     min_epoch_steps: int = 10  # optimiser steps per epoch, at least (one pass may be 2 steps on a small dataset)
     valid_k: int = 30  # used only when the view does not carry the dataset's headline cutoff
     exclude_history: Literal["auto"] | bool = "auto"
@@ -90,7 +93,7 @@ class DiffRecParams:
     def check(self, fail) -> None:
         if not self.dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.dims):
             fail("dims", "give a non-empty list of integers >= 1")
-        for key in ("emb_size", "steps", "history_num_per_term", "batch_size", "max_epochs", "patience",
+        for key in ("emb_size", "steps", "history_num_per_term", "batch_size", "max_epochs", "patience_steps",
                     "min_epoch_steps", "valid_k", "eval_batch"):
             if getattr(self, key) < 1:
                 fail(key, "give an integer >= 1")
@@ -213,9 +216,10 @@ class DiffRecAdapter(Adapter):
         self._sched = Schedule(make_betas(p))
         self._t = {k: torch.as_tensor(getattr(self._sched, k), dtype=torch.float32, device=self._device)
                    for k in ("abar", "coef1", "coef2", "post_logvar", "snr")}
-        torch.manual_seed(self.seed)
+        seed_torch(torch, self.seed, self._device)
         self._model = build_denoiser(self._n_items, p["dims"], p["emb_size"], p["dropout"], p["norm"]).to(self._device)
         self._history: list[EpochLog] = []
+        self._stopping: dict | None = None
         key = self._checkpoint_key(train)
         self._reused = self._load_checkpoint(key)
         if not self._reused:
@@ -289,7 +293,8 @@ class DiffRecAdapter(Adapter):
         rng = np.random.default_rng(self.seed)
         self._lt_history = np.zeros((p["steps"], p["history_num_per_term"]), dtype=np.float64)
         self._lt_count = np.zeros(p["steps"], dtype=np.int64)
-        best, best_state, stale, self._best_epoch = -1.0, None, 0, 0
+        stopper = ValidationStopper(p["patience_steps"], p["tolerance_hits"])
+        kept_state = None
         for epoch in range(1, p["max_epochs"] + 1):
             t0 = time.perf_counter()
             model.train()
@@ -305,23 +310,25 @@ class DiffRecAdapter(Adapter):
                     total += loss.item()
                     steps += 1
             self._steps_per_epoch = steps
-            recall = self.validation_recall(valid)
+            hits = self.validation_hits(valid)
+            recall = hits / len(valid) if len(valid) else 0.0
             self._history.append(EpochLog(epoch, total / steps, recall, time.perf_counter() - t0))
-            if recall > best:
-                best, self._best_epoch, stale = recall, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                if stale >= p["patience"]:
-                    break
-        assert best_state is not None
-        model.load_state_dict(best_state)
+            keep, stop = stopper.observe(epoch, hits, steps)
+            if keep:
+                kept_state = copy.deepcopy(model.state_dict())
+            if stop:
+                break
+        assert kept_state is not None
+        model.load_state_dict(kept_state)
+        self._best_epoch = stopper.kept_epoch
+        self._stopping = stopper.describe()
 
-    def validation_recall(self, valid: RecExamples) -> float:
+    def validation_hits(self, valid: RecExamples) -> int:
+        """Validation users whose target is in the top valid_k (Recall@K = hits / users)."""
         if len(valid) == 0 or valid.target is None:
-            return 0.0
+            return 0
         rankings = self.rank(valid, self._valid_k)
-        return sum(int(t in r) for t, r in zip(valid.target, rankings)) / len(valid)
+        return sum(int(t in r) for t, r in zip(valid.target, rankings))
 
     # -- inference --
     def denoise(self, x):
@@ -396,6 +403,7 @@ class DiffRecAdapter(Adapter):
             self._best_epoch = int(saved["best_epoch"])
             self._steps_per_epoch = saved.get("steps_per_epoch")
             self._history = [EpochLog(*row) for row in saved["history"]]
+            self._stopping = saved.get("stopping")
         except (OSError, RuntimeError, KeyError, ValueError):
             return False  # unreadable or stale: train again
         return True
@@ -408,7 +416,8 @@ class DiffRecAdapter(Adapter):
         self.workdir.mkdir(parents=True, exist_ok=True)
         saved = {"key": key, "state": self._model.state_dict(), "best_epoch": self._best_epoch,
                  "steps_per_epoch": getattr(self, "_steps_per_epoch", None),
-                 "history": [[h.epoch, h.loss, h.valid_recall, h.seconds] for h in self._history]}
+                 "history": [[h.epoch, h.loss, h.valid_recall, h.seconds] for h in self._history],
+                 "stopping": self._stopping}
         with atomic_path(self.workdir / CHECKPOINT, suffix=".pt") as tmp:
             torch.save(saved, tmp)
 
@@ -421,7 +430,8 @@ class DiffRecAdapter(Adapter):
             "training_users": len(self._rows),
             "exclude_history": self._exclude,
             "valid_metric": f"R@{self._valid_k} on rec_valid",
-            "best_epoch": self._best_epoch,
+            "best_epoch": self._best_epoch,  # the epoch whose weights are kept (harness.baselines.stopping)
+            "stopping": self._stopping,
             "steps_per_epoch": getattr(self, "_steps_per_epoch", None),
             "epochs_run": len(self._history),
             "valid_recall_per_epoch": [round(h.valid_recall, 6) for h in self._history],

@@ -20,9 +20,10 @@ once; MPD playlists and listening logs can repeat). true/false force it. The res
 
 Early stopping. After every epoch, Recall@K on TrainView.rec_valid (predict item t-1 from 1..t-2) with the
 same ranking rule (an epoch is at least `min_epoch_steps` optimiser steps: several passes over a tiny
-dataset); the best epoch's weights are kept, and training stops after `patience` epochs without a
-strictly better value. K is the dataset's headline cutoff when the view carries it (extra["headline_k"]),
-else `valid_k`.
+dataset). Training stops after `patience_steps` optimiser steps without a gain of more than `tolerance_hits`
+validation hits, and keeps the latest epoch within `tolerance_hits` of the best (harness.baselines.stopping
+says why: one-hit differences were float noise that moved the stopping epoch between machines). K is the
+dataset's headline cutoff when the view carries it (extra["headline_k"]), else `valid_k`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any, Iterator, Literal
 
 import numpy as np
 
+from harness.baselines.stopping import ValidationStopper
 from harness.baselines.topk import top_k_rows
 from harness.data.views import RecExamples, SearchExamples, Task, TrainView
 from harness.errors import HarnessError
@@ -46,7 +48,7 @@ from harness.protocol.params import parse_params
 from harness.protocol.units import is_writing_rank
 
 CHECKPOINT = "model.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the stopping rule's facts are saved with the weights
 
 @dataclass(frozen=True)
 class SequentialParams:
@@ -61,7 +63,10 @@ class SequentialParams:
     weight_decay: float = 0.0
     batch_size: int = 128
     max_epochs: int = 100
-    patience: int = 5  # epochs without a better validation recall before stopping
+    # Stopping (harness.baselines.stopping): optimiser steps without a gain of more than tolerance_hits
+    # validation hits. 400 steps is ~22 epochs of ml-small (18 steps each) and 25 of a simulation (16).
+    patience_steps: int = 400
+    tolerance_hits: int = 1
     # An "epoch" (one validation) is as many passes over the training windows as it takes to make at least
     # this many optimiser steps: on the simulations (a few hundred users) one pass is 2 steps, and early
     # stopping after 5 such "epochs" would stop a model that has barely started.
@@ -73,7 +78,7 @@ class SequentialParams:
     threads: int = 0  # torch CPU threads (process-wide); 0 keeps torch's default
 
     def check(self, fail) -> None:
-        for key in ("max_len", "d_model", "n_layers", "n_heads", "batch_size", "max_epochs", "patience",
+        for key in ("max_len", "d_model", "n_layers", "n_heads", "batch_size", "max_epochs", "patience_steps",
                     "min_epoch_steps", "valid_k", "eval_batch"):
             if getattr(self, key) < 1:
                 fail(key, "give an integer >= 1")
@@ -88,7 +93,25 @@ class SequentialParams:
                 fail(key, "give a number >= 0")
         if self.threads < 0:
             fail("threads", "give an integer >= 0")
+        if self.tolerance_hits < 0:
+            fail("tolerance_hits", "give an integer >= 0")
 
+
+
+def seed_torch(torch, seed: int, device) -> None:
+    """Seed torch; on a GPU also ask for its deterministic kernels.
+
+    On CPU the kernels these models use are deterministic for a fixed thread count already (same seed, same
+    rankings: tested), and the deterministic mode there only swaps in slower sort-based paths. On a GPU it
+    rules out the atomic-add kernels (index_add, scatter reductions) whose summation order varies run to run;
+    warn_only: a kernel without a deterministic version warns rather than stops the run. cuBLAS needs
+    CUBLAS_WORKSPACE_CONFIG set before its first call for the same."""
+    torch.manual_seed(seed)
+    if torch.device(device).type == "cuda":
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 # ---- parameters -------------------------------------------------------------------------------------------
@@ -243,6 +266,7 @@ class SequentialAdapter(Adapter):
         self.prepare(train)
         key = self._checkpoint_key(train)
         self._history: list[EpochLog] = []
+        self._stopping: dict | None = None
         if self._load_checkpoint(key):
             self._reused = True
             return
@@ -269,7 +293,7 @@ class SequentialAdapter(Adapter):
         self._exclude = (not repeats) if p["exclude_history"] == "auto" else bool(p["exclude_history"])
         self._valid_k = int(train.extra.get("headline_k", p["valid_k"]))
 
-        torch.manual_seed(self.seed)
+        seed_torch(torch, self.seed, self._device)
         self._model = self.make_model(n_items).to(self._device)
 
     def make_windows(self, seqs: list[np.ndarray]) -> list[np.ndarray]:
@@ -285,7 +309,8 @@ class SequentialAdapter(Adapter):
         model = self._model
         opt = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(0.9, 0.98), weight_decay=p["weight_decay"])
         rng = np.random.default_rng(self.seed)
-        best, best_state, best_epoch, stale = -1.0, None, 0, 0
+        stopper = ValidationStopper(p["patience_steps"], p["tolerance_hits"])
+        kept_state = None
         for epoch in range(1, p["max_epochs"] + 1):
             t0 = time.perf_counter()
             model.train()
@@ -302,25 +327,25 @@ class SequentialAdapter(Adapter):
                     total += loss.item()
                     steps += 1
             self._steps_per_epoch = steps
-            recall = self.validation_recall(valid)
+            hits = self.validation_hits(valid)
+            recall = hits / len(valid) if len(valid) else 0.0
             self._history.append(EpochLog(epoch, total / max(steps, 1), recall, time.perf_counter() - t0))
-            if recall > best:
-                best, best_epoch, stale = recall, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                if stale >= p["patience"]:
-                    break
-        assert best_state is not None
-        model.load_state_dict(best_state)
-        self._best_epoch = best_epoch
+            keep, stop = stopper.observe(epoch, hits, steps)
+            if keep:
+                kept_state = copy.deepcopy(model.state_dict())
+            if stop:
+                break
+        assert kept_state is not None
+        model.load_state_dict(kept_state)
+        self._best_epoch = stopper.kept_epoch
+        self._stopping = stopper.describe()
 
-    def validation_recall(self, valid: RecExamples) -> float:
+    def validation_hits(self, valid: RecExamples) -> int:
+        """Validation users whose target is in the top valid_k (Recall@K = hits / users)."""
         if len(valid) == 0 or valid.target is None:
-            return 0.0
+            return 0
         rankings = self.rank(valid, self._valid_k)
-        hits = sum(int(t in r) for t, r in zip(valid.target, rankings))
-        return hits / len(valid)
+        return sum(int(t in r) for t, r in zip(valid.target, rankings))
 
     # -- retrieve --
     def retrieve(self, task: Task, requests: RecExamples | SearchExamples, k: int) -> list[np.ndarray]:
@@ -382,6 +407,7 @@ class SequentialAdapter(Adapter):
         self._best_epoch = int(saved["best_epoch"])
         self._steps_per_epoch = saved.get("steps_per_epoch")
         self._history = [EpochLog(*row) for row in saved["history"]]
+        self._stopping = saved.get("stopping")
         return True
 
     def _save_checkpoint(self, key: str) -> None:
@@ -397,6 +423,7 @@ class SequentialAdapter(Adapter):
             "best_epoch": self._best_epoch,
             "steps_per_epoch": getattr(self, "_steps_per_epoch", None),
             "history": [[h.epoch, h.loss, h.valid_recall, h.seconds] for h in self._history],
+            "stopping": self._stopping,
         }
         with atomic_path(self.workdir / CHECKPOINT, suffix=".pt") as tmp:
             torch.save(saved, tmp)
@@ -413,7 +440,8 @@ class SequentialAdapter(Adapter):
             "training_windows": len(self._windows),
             "exclude_history": self._exclude,
             "valid_metric": f"R@{self._valid_k} on rec_valid",
-            "best_epoch": self._best_epoch,
+            "best_epoch": self._best_epoch,  # the epoch whose weights are kept (stopping rule above)
+            "stopping": self._stopping,
             "steps_per_epoch": getattr(self, "_steps_per_epoch", None),
             "epochs_run": len(self._history),
             "valid_recall_per_epoch": [round(h.valid_recall, 6) for h in self._history],
