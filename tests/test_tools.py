@@ -84,3 +84,54 @@ def test_the_layer_check_finds_upward_imports_and_unplaced_packages():
         "harness.data.store -> harness.records.files",
         "harness.newthing.x: its package 'newthing' is in no layer of LAYERS",
     ]
+
+
+def _tool(name: str):
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+
+
+def test_tune_baseline_parses_a_grid_of_toml_literals_and_bare_words():
+    tune = _tool("tune_baseline")
+    grid = tune.parse_grid(["dims=[300],[200, 600]", "loss=ce,bce", "lr=0.001", "reweight=true"])
+    assert grid == {"dims": [[300], [200, 600]], "loss": ["ce", "bce"], "lr": [0.001], "reweight": [True]}
+
+
+def test_tune_baseline_writes_the_submission_with_changed_params_only(tmp_path):
+    tune = _tool("tune_baseline")
+    tune.write_config(REPO / "submissions" / "sasrec", {"loss": "bce", "max_epochs": 2, "weight_decay": 0.1}, tmp_path)
+    import tomllib
+
+    new = tomllib.loads((tmp_path / "config.toml").read_text())
+    old = tomllib.loads((REPO / "submissions" / "sasrec" / "config.toml").read_text())
+    assert new["params"] == {**old["params"], "loss": "bce", "max_epochs": 2, "weight_decay": 0.1}
+    assert new["submission"] == old["submission"]
+
+
+def test_tune_baseline_runs_a_grid_and_seed_table_recomputes_mean_and_sd(tmp_path):
+    build_dataset("sim3")
+    work = tmp_path / "work"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "tune_baseline.py"), "submissions/diffrec", "sim3", "dims=[16],[32]",
+         "max_epochs=2", "min_epoch_steps=1", "--seeds", "0", "1", "--work", str(work)],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| {")]
+    assert len(rows) == 2 and all("failed" not in row for row in rows)
+    results = work / "results"
+    record = json.loads(next(results.glob("sim3/diffrec-dims16-*/record.json")).read_text())
+    per_seed = record["metrics"]["rec"]["R@10"]["per_seed"]
+    assert sorted(per_seed) == ["0", "1"]
+    table = subprocess.run([sys.executable, str(REPO / "tools" / "seed_table.py"), str(results),
+                            "--compare", str(results)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert table.returncode == 0, table.stderr[-2000:]
+    line = next(row for row in table.stdout.splitlines() if "diffrec-dims16" in row)
+    import statistics
+
+    values = list(per_seed.values())
+    assert f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" in line
+    assert line.rstrip().endswith("0.000 (0, 1) |")  # compared with itself
