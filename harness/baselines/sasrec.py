@@ -8,13 +8,13 @@ block, a final LayerNorm; an item's score is the inner product of the last posit
 (shared) input embedding. Xavier-normal initialisation, Adam(betas 0.9, 0.98).
 
 Loss, `loss` param:
-- "bce" (our default): the paper's objective, binary cross-entropy of each position's next item against one
-  negative drawn uniformly from the items the user never interacted with. It is cheap: on ml-small on the
-  project's 2 shared CPU cores an epoch takes ~7 s, where the full softmax takes ~100 s.
+- "bce" (the adapter's default): the paper's objective, binary cross-entropy of each position's next item
+  against one negative drawn uniformly from the items the user never interacted with. Cheap: on ml-small an
+  epoch takes ~3.4 s on one CPU thread, where the full softmax takes ~17.5 s.
 - "ce": full softmax cross-entropy over the catalogue at every position. This is RecBole's default for
   SASRec (loss_type: CE), which is what Penha et al. ran for Table 5, and it matches full-catalogue ranking
-  (sampled-negative training ranks a full catalogue worse: Klenitskiy & Vasilev, RecSys 2023). Use it on a
-  GPU, or when the time is there.
+  (sampled-negative training ranks a full catalogue worse: Klenitskiy & Vasilev, RecSys 2023).
+  submissions/sasrec uses it: better on ml-small validation (docs/baselines.md, "Tuning").
 
 Shared parts (training data, early stopping, ranking rule) are in harness.baselines.sequential.
 """
