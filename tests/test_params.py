@@ -84,6 +84,7 @@ def test_a_key_without_a_default_is_required():
         (SASRecAdapter, {"loss": "bpr"}, r"params\.loss = 'bpr'; allowed: 'ce', 'bce'"),
         (SASRecAdapter, {"batch_size": True}, r"params\.batch_size = True must be an int"),
         (SASRecAdapter, {"exclude_history": "yes"}, r"params\.exclude_history = 'yes'"),
+        (SASRecAdapter, {"keep_within_se": 9}, r"params\.keep_within_se = 9\.0; give a number in \[0, 5\]"),
     ],
 )
 def test_every_shipped_adapter_checks_its_params_the_same_way(adapter, params, message, tmp_path):

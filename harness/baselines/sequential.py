@@ -67,6 +67,9 @@ class SequentialParams:
     # validation hits. 400 steps is ~22 epochs of ml-small (18 steps each) and 25 of a simulation (16).
     patience_steps: int = 400
     tolerance_hits: int = 1
+    # Keep the latest epoch within this many binomial standard errors of the best validation score (0: within
+    # tolerance_hits only); for validation splits too noisy to pick an epoch by (stopping.py's docstring).
+    keep_within_se: float = 0.0
     # An "epoch" (one validation) is as many passes over the training windows as it takes to make at least
     # this many optimiser steps: on the simulations (a few hundred users) one pass is 2 steps, and early
     # stopping after 5 such "epochs" would stop a model that has barely started.
@@ -95,6 +98,8 @@ class SequentialParams:
             fail("threads", "give an integer >= 0")
         if self.tolerance_hits < 0:
             fail("tolerance_hits", "give an integer >= 0")
+        if not 0 <= self.keep_within_se <= 5:
+            fail("keep_within_se", "give a number in [0, 5] (binomial standard errors)")
 
 
 
@@ -309,7 +314,7 @@ class SequentialAdapter(Adapter):
         model = self._model
         opt = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(0.9, 0.98), weight_decay=p["weight_decay"])
         rng = np.random.default_rng(self.seed)
-        stopper = ValidationStopper(p["patience_steps"], p["tolerance_hits"])
+        stopper = ValidationStopper(p["patience_steps"], p["tolerance_hits"], p["keep_within_se"], len(valid))
         kept_state = None
         for epoch in range(1, p["max_epochs"] + 1):
             t0 = time.perf_counter()
