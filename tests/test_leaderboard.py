@@ -369,6 +369,27 @@ def test_fingerprints_and_protocol_versions_never_share_a_table(tmp_path):
         assert record["dataset"]["fingerprint"][7:19] in caption
 
 
+def test_several_records_folders_are_read_together_and_a_users_rerun_replaces_the_published_row(tmp_path):
+    official, mine = tmp_path / "leaderboard" / "official", tmp_path / "leaderboard" / "results"
+    published = synthetic_record(LINEUP[0], "sim1", finished_at="2024-01-01T00:00:00+00:00")
+    other = synthetic_record(LINEUP[1], "sim1", finished_at="2024-01-01T00:00:00+00:00")
+    rerun = synthetic_record(LINEUP[0], "sim1", finished_at="2024-06-01T00:00:00+00:00")
+    write_records(official, [published, other])
+    write_records(mine, [rerun])
+    collection = collect([official, mine])
+    assert collection.root == tmp_path / "leaderboard"
+    a, b = published["submission"]["name"], other["submission"]["name"]
+    assert sorted(r.path for r in collection.records) == [f"official/sim1/{b}/record.json", f"results/sim1/{a}/record.json"]
+    assert [s.path for s in collection.skipped] == [f"official/sim1/{a}/record.json"]  # the user's later rerun wins
+    report = build_site([official, mine], tmp_path / "site")
+    assert report.records == 2
+    assert (tmp_path / "site" / "index.html").is_file()
+    with pytest.raises(HarnessError, match="one holds the other"):
+        collect([tmp_path / "leaderboard", mine])
+    with pytest.raises(HarnessError, match="no such records folder"):
+        collect([official, tmp_path / "missing"])
+
+
 def test_reference_without_a_record_on_the_same_fingerprint_gives_no_improvement(tmp_path):
     root = tmp_path / "results"
     ref = synthetic_record(LINEUP[0], "sim1", fingerprint=sha256_of("other build"))

@@ -24,7 +24,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from harness.errors import HarnessError
 from harness.evaluation.verify import verify_record_folder
@@ -194,15 +194,17 @@ def find_record_folders(root: Path) -> list[Path]:
     return scan(root)[0]
 
 
-def collect(root: str | Path) -> Collection:
-    """Read and validate every record and experiment summary under `root`, skip the unusable ones, and group
-    the records."""
-    root = Path(root)
-    if not root.is_dir():
-        raise HarnessError(f"{root}: no such records folder (run a submission first: `python -m harness run ...`)")
+def collect(roots: str | Path | Sequence[str | Path]) -> Collection:
+    """Read and validate every record and experiment summary under `roots` (one folder or several, e.g. the
+    published results and the user's own), skip the unusable ones, and group the records.
+
+    With several folders, record paths are relative to their common parent (`official/sim1/...`,
+    `results/sim1/...`), so the site can name and copy each; a record of the same submission, dataset,
+    fingerprint, protocol and decoding in two folders is shown once, the most recently finished (as within one
+    folder): a user's own rerun of a published submission replaces the published row on their site."""
+    root, folders, experiment_files = _scan_roots(roots)
     loaded: list[LoadedRecord] = []
     skipped: list[Skipped] = []
-    folders, experiment_files = scan(root)
     for folder, (record, error) in zip(folders, _read_all(folders)):
         rel = (folder / RECORD_FILE).relative_to(root).as_posix()
         if error is None:
@@ -214,6 +216,33 @@ def collect(root: str | Path) -> Collection:
     experiments, skipped_experiments = _read_experiments(root, experiment_files)
     return Collection(root=root, records=records, skipped=skipped, groups=group_records(records),
                       experiments=experiments, skipped_experiments=skipped_experiments)
+
+
+def _scan_roots(roots: str | Path | Sequence[str | Path]) -> tuple[Path, list[Path], list[Path]]:
+    """(the root paths are relative to, record folders, experiment files) of one or several records folders."""
+    given = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    if not given:
+        raise HarnessError("no records folder given")
+    for folder in given:
+        if not folder.is_dir():
+            raise HarnessError(f"{folder}: no such records folder (run a submission first: `python -m harness run ...`)")
+    if len(given) == 1:
+        return (given[0], *scan(given[0]))
+    resolved = [g.resolve() for g in given]
+    for a, ga in zip(resolved, given):
+        for b, gb in zip(resolved, given):
+            if a != b and b.is_relative_to(a):
+                raise HarnessError(f"records folders {ga} and {gb}: one holds the other; name each folder once")
+    if len(set(resolved)) != len(resolved):
+        raise HarnessError(f"records folders {', '.join(map(str, given))}: the same folder is named twice")
+    base = Path(os.path.commonpath(resolved))
+    folders, experiments = [], []
+    for folder in resolved:
+        found, found_experiments = scan(folder)
+        folders += found
+        experiments += found_experiments
+    order = lambda p: p.relative_to(base).as_posix()  # noqa: E731
+    return base, sorted(folders, key=order), sorted(experiments, key=order)
 
 
 def _read_experiments(root: Path, files: list[Path]) -> tuple[list[LoadedExperiment], list[Skipped]]:

@@ -23,6 +23,7 @@ import shutil
 from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import jinja2
 import markupsafe
@@ -124,9 +125,9 @@ class Site:
         return self.group_views[id(group)]
 
 
-def build_site(records_dir: str | Path, out_dir: str | Path) -> BuildReport:
-    """Validate every record under `records_dir` and write the site to `out_dir` (replaced when complete)."""
-    records_dir = Path(records_dir)
+def build_site(records_dir: str | Path | Sequence[str | Path], out_dir: str | Path) -> BuildReport:
+    """Validate every record under `records_dir` (one folder or several: harness.leaderboard.collect.collect)
+    and write the site to `out_dir` (replaced when complete)."""
     out_dir = prepare(out_dir)  # refuses a foreign folder; recovers from, and clears up after, killed builds
     collection = collect(records_dir)
     site = _prepare(collection)
