@@ -22,7 +22,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -65,8 +65,11 @@ class Runner:
         progress: bool = True,
         log: Callable[[str], None] | None = None,
         decoding: str = DEFAULT_DECODING,
+        reference_folders: Mapping[str, Mapping[str, Path]] | None = None,
     ) -> None:
         self.sub = submission
+        # {dataset name: {reference: record folder}}: references read from published records, not from out_dir
+        self.reference_folders = {k: dict(v) for k, v in (reference_folders or {}).items()}
         self.decoding = check_decoding(decoding)
         self.out_dir = Path(out_dir)
         self.cache_dir = cache_dir
@@ -132,6 +135,7 @@ class Runner:
             out_dir=self.out_dir,
             started_at=started.isoformat(timespec="seconds"),
             total_s=time.perf_counter() - t0,
+            reference_folders=self.reference_folders.get(ds.name),
         )
         return DatasetOutcome(ds.name, folder, units)
 

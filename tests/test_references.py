@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,59 @@ def test_a_failing_reference_is_reported_and_marked_missing_in_the_record(sims, 
     assert "every seed of reference 'bad_ref' failed (RuntimeError: the reference broke)" in note["note"]
     page = (out.parent / "out-site" / "index.html").read_text()
     assert "every seed of reference &#39;bad_ref&#39; failed (RuntimeError: the reference broke)" in page
+
+
+def test_a_published_reference_that_matches_is_used_without_retraining(sims, tmp_path, _isolated_cache, monkeypatch):
+    subs, published, out = tmp_path / "subs", tmp_path / "official", tmp_path / "out"
+    make_submission(subs, "pub_r", SEEDED_POP, tasks=("rec",), datasets=("sim1",), params="noise = 0.5")
+    joint = make_submission(subs, "j3", SEEDED_POP, tasks=("rec",), datasets=("sim1",), references={"rec": "pub_r"})
+    assert run(subs / "pub_r", "--seeds", "0", "1", "--out", published) == 0  # the "published" results
+    assert fit_calls(_isolated_cache, "pub_r") == {"sim1/seed0": 1, "sim1/seed1": 1}
+    from harness.cli import run as run_cli
+    monkeypatch.setattr(run_cli, "PUBLISHED_DEFAULT", published)  # as leaderboard/official in the repository
+
+    assert run(joint, "--seeds", "0", "--out", out) == 0
+    assert fit_calls(_isolated_cache, "pub_r") == {"sim1/seed0": 1, "sim1/seed1": 1}  # not trained again
+    assert not (out / "sim1" / "pub_r").exists()
+    record = record_of(out, "sim1", "j3")
+    published_record = record_of(published, "sim1", "pub_r")
+    assert {row["reference"] for row in record["significance"]["rec"]} == {"pub_r"}
+    assert record["significance"]["rec"][0]["reference_fingerprint"] == published_record["dataset"]["fingerprint"]
+    assert record["diagnostics"]["rec"]["reference"] == "pub_r"  # read from the published units
+    notes = record["diagnostics"]["comparison_notes"]  # seeds 0 against the reference's 0 and 1: said, not hidden
+    assert [n["missing"] for n in notes] == [False] and "different seeds" in notes[0]["note"]
+
+    from harness.evaluation.verify import verify_record_folder
+    alone = verify_record_folder(out / "sim1" / "j3")  # the reference is not beside it: rows checked for themselves
+    assert alone.ok and any("has no usable record" in u for u in alone.unverified)
+    both = verify_record_folder(out / "sim1" / "j3", also=[published])  # recomputed against the published record
+    assert both.ok and any("significance test(s) from the per-query values of both records" in c for c in both.checked)
+
+    # The reference's config changed since it was published: trained here, into --out.
+    config = subs / "pub_r" / "config.toml"
+    config.write_text(config.read_text().replace("noise = 0.5", "noise = 0.25"))
+    assert run(joint, "--seeds", "0", "--out", out) == 0
+    assert fit_calls(_isolated_cache, "pub_r")["sim1/seed0"] == 1 and (out / "sim1" / "pub_r" / "record.json").is_file()
+    config.write_text(config.read_text().replace("noise = 0.25", "noise = 0.5"))
+
+    # A published record that no longer verifies is never used (trained here instead).
+    forged = dict(published_record)
+    forged["metrics"]["rec"]["R@10"]["mean"] += 0.1
+    (published / "sim1" / "pub_r" / "record.json").write_text(json.dumps(forged))
+    from harness.evaluation.published import published_reference
+    from harness.data.store import CompiledDataset
+    with CompiledDataset.open("sim1") as ds:
+        folder, why = published_reference([published], ds, load_submission(subs / "pub_r"), [0], "diverse-beam")
+    assert folder is None and "does not verify" in why
+
+
+def test_no_published_trains_the_reference(sims, tmp_path, _isolated_cache, capsys):
+    subs, published, out = tmp_path / "subs", tmp_path / "official", tmp_path / "out"
+    make_submission(subs, "pub_r2", SEEDED_POP, tasks=("rec",), datasets=("sim1",))
+    joint = make_submission(subs, "j4", SEEDED_POP, tasks=("rec",), datasets=("sim1",), references={"rec": "pub_r2"})
+    assert run(subs / "pub_r2", "--seeds", "0", "--out", published) == 0
+    assert run(joint, "--seeds", "0", "--out", out, "--published", published, "--no-published") == 0
+    assert (out / "sim1" / "pub_r2" / "record.json").is_file()
+    capsys.readouterr()
+    assert run(joint, "--seeds", "0", "--out", out, "--published", tmp_path / "missing") != 0
+    assert f"--published {tmp_path / 'missing'}: no such folder" in capsys.readouterr().err

@@ -12,13 +12,15 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 RECORD_FILE = "record.json"  # harness.records.files.RECORD_FILE, without importing pyarrow to build the parser
+PUBLISHED_DEFAULT = Path("leaderboard") / "official"  # harness.evaluation.published.PUBLISHED_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="record folders, record.json files or folders of records (searched recursively)")
     parser.add_argument("--root", type=Path, default=None,
-                        help="where references' records are (default: beside each record, in the runner's layout)")
+                        help="where references' records are (default: beside each record, in the runner's layout, "
+                             f"then the published results, {PUBLISHED_DEFAULT}, where they exist)")
     parser.add_argument("--all", action="store_true", help="list every mismatch, not only each record's first")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the records that fail")
 
@@ -27,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, as every command does: building the parser must not load pyarrow and scipy (harness.cli).
     from harness.evaluation.verify import verify_record_folder
 
+    also = [PUBLISHED_DEFAULT] if args.root is None and PUBLISHED_DEFAULT.is_dir() else []
     folders = []
     for path in args.paths:
         found = _record_folders(path)
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for folder in folders:
         try:
-            result = verify_record_folder(folder, root=args.root)
+            result = verify_record_folder(folder, root=args.root, also=also)
         except HarnessError as exc:
             failed += 1
             print(f"FAILED  {folder}: {exc}")

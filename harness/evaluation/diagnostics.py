@@ -8,7 +8,7 @@ from its stored units (harness.protocol.units) on this very dataset, protocol ve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from harness.diagnostics.compute import TrainingCooccurrence, compute_diagnostics
 from harness.evaluation.scoring import targets
@@ -19,7 +19,8 @@ from harness.protocol.units import read_finished_unit, unit_dir
 from harness.records.provenance import PROTOCOL_VERSION, results_folder
 
 
-def diagnostics(*, sub, ds, decoding: str, out_dir: Path, ok_units, params: dict[str, Any]) -> dict[str, Any]:
+def diagnostics(*, sub, ds, decoding: str, out_dir: Path, ok_units, params: dict[str, Any],
+                reference_folders: Mapping[str, Path] | None = None) -> dict[str, Any]:
     """{task: diagnostics of this submission against its reference} for each task where both rankings exist."""
     out: dict[str, Any] = {}
     if not sub.references or not ok_units:
@@ -29,7 +30,8 @@ def diagnostics(*, sub, ds, decoding: str, out_dir: Path, ok_units, params: dict
     headline = Metric(HEADLINE_MEASURE, k, "all")
     for task, reference in sorted(sub.references.items()):
         for unit in ok_units:  # sorted by seed
-            ref_rankings = reference_rankings(out_dir, ds, reference, unit.seed, task, decoding)
+            folder = (reference_folders or {}).get(reference) or results_folder(out_dir, ds.name, reference, decoding)
+            ref_rankings = reference_rankings(folder, ds, unit.seed, task, decoding)
             if ref_rankings is None or ref_rankings.shape != unit.rankings[task].shape:
                 continue
             if train is None:
@@ -50,11 +52,10 @@ def diagnostics(*, sub, ds, decoding: str, out_dir: Path, ok_units, params: dict
     return out
 
 
-def reference_rankings(out_dir: Path, ds, reference: str, seed: int, task: str, decoding: str):
-    """The reference's stored test rankings for one seed, if it finished that unit on this very dataset, protocol
-    version and decoding; else None."""
-    folder = unit_dir(results_folder(out_dir, ds.name, reference, decoding), seed)
-    unit = read_finished_unit(folder, [task])
+def reference_rankings(record_folder: Path, ds, seed: int, task: str, decoding: str):
+    """The reference's stored test rankings for one seed (its record folder's units/seed<k>), if it finished that
+    unit on this very dataset, protocol version and decoding; else None."""
+    unit = read_finished_unit(unit_dir(record_folder, seed), [task])
     if unit is None:
         return None
     key = unit.key

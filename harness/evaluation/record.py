@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -24,17 +24,20 @@ from harness.records.validate import SCHEMA_VERSION
 
 
 def assemble_and_write(*, sub, ds, folder: Path, units, decoding: str, out_dir: Path, started_at: str,
-                       total_s: float) -> dict:
+                       total_s: float, reference_folders: Mapping[str, Path] | None = None) -> dict:
     """Score `units` (a submission's outcomes on `ds`, failed ones included), compare with the references found
-    under `out_dir`, and write the record folder `folder`. Returns the record as written."""
+    under `out_dir` (or, for a reference named in `reference_folders`, in that record folder: a published record
+    used instead of retraining the reference), and write the record folder `folder`. Returns the record as written."""
     head_fraction = float(ds.manifest.get("split_params", {}).get("head_fraction", 0.01))
     params = protocol_params(ds.headline_k, head_fraction, decoding)
     ok_units = sorted((u for u in units if u.status == "ok"), key=lambda u: u.seed)
     scores = score_units(ds, sub.tasks, ok_units, params["ks"])
     tested, comparison_notes = significance(sub=sub, ds=ds, decoding=decoding, out_dir=out_dir, scores=scores,
-                                            params=params, my_seeds=[u.seed for u in ok_units])
+                                            params=params, my_seeds=[u.seed for u in ok_units],
+                                            reference_folders=reference_folders)
     diagnosed: dict[str, Any] = {"comparison_notes": comparison_notes} if comparison_notes else {}
-    diagnosed.update(diagnostics(sub=sub, ds=ds, decoding=decoding, out_dir=out_dir, ok_units=ok_units, params=params))
+    diagnosed.update(diagnostics(sub=sub, ds=ds, decoding=decoding, out_dir=out_dir, ok_units=ok_units, params=params,
+                                 reference_folders=reference_folders))
     record = {
         "schema_version": SCHEMA_VERSION,
         "harness": {"version": __version__, "git_commit": git_commit()},

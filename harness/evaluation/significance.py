@@ -10,7 +10,7 @@ with "missing": false.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow.compute as pc
@@ -25,14 +25,17 @@ from harness.records.record import ResultRecord
 
 
 def significance(*, sub, ds, decoding: str, out_dir: Path, scores: dict[str, TaskScores], params: dict[str, Any],
-                 my_seeds: list[int]) -> tuple[dict[str, list], list[dict[str, Any]]]:
-    """({task: [test rows]}, comparison notes)."""
+                 my_seeds: list[int], reference_folders: Mapping[str, Path] | None = None
+                 ) -> tuple[dict[str, list], list[dict[str, Any]]]:
+    """({task: [test rows]}, comparison notes). `reference_folders`: {reference: its record folder} for references
+    read from elsewhere than `out_dir` (published records, harness.evaluation.published)."""
     notes: list[dict[str, Any]] = []
     rows: list[tuple[str, str, str, Any]] = []  # (task, reference, fingerprint, test)
     for task, reference in sorted(sub.references.items()):
         if task not in scores:
             continue
-        found = _reference_scores(sub, ds, decoding, out_dir, task, reference, my_seeds)
+        folder = (reference_folders or {}).get(reference) or results_folder(out_dir, ds.name, reference, decoding)
+        found = _reference_scores(sub, ds, decoding, out_dir, folder, task, reference, my_seeds)
         if isinstance(found, dict):
             notes.append(found)
             continue
@@ -60,10 +63,9 @@ def _note(task: str, reference: str, text: str, missing: bool = True) -> dict[st
     return {"task": task, "reference": reference, "missing": missing, "note": text}
 
 
-def _reference_scores(sub, ds, decoding, out_dir, task, reference, my_seeds):
+def _reference_scores(sub, ds, decoding, out_dir, folder, task, reference, my_seeds):
     """(fingerprint, query ids, {Metric: seed-averaged values}, a note on other seeds or None) of the reference's
-    record, or the note saying why there is none to compare with."""
-    folder = results_folder(out_dir, ds.name, reference, decoding)
+    record in `folder`, or the note saying why there is none to compare with."""
     if not (folder / "record.json").is_file():
         return _note(task, reference, f"reference {reference!r} has no record for {ds.name} (decoding {decoding}) "
                                       f"under {out_dir}; run `python -m harness run submissions/{sub.name}` again (it "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -69,10 +69,12 @@ class Verification:
         return not self.mismatches
 
 
-def verify_record_folder(folder: str | Path, *, root: str | Path | None = None) -> Verification:
+def verify_record_folder(folder: str | Path, *, root: str | Path | None = None,
+                         also: Sequence[str | Path] = ()) -> Verification:
     """Recompute what the record in `folder` states. HarnessError when the folder is not a readable, valid record;
     a Verification (with its mismatches) otherwise. `root`: where to look for reference records (default: the
-    results root of the runner's layout, two folders up)."""
+    results root of the runner's layout, two folders up); `also`: more results roots tried after it (the published
+    results, whose records a run may have been compared with: harness.evaluation.published)."""
     folder = Path(folder)
     record = read_record_folder(folder)
     result = Verification(folder, record)
@@ -83,7 +85,8 @@ def verify_record_folder(folder: str | Path, *, root: str | Path | None = None) 
         _check_metrics(record, folder, table, result)
     else:
         _check_metrics_without_values(record, folder, result)
-    _check_significance(record, folder, table, Path(root) if root is not None else folder.parent.parent, result)
+    roots = [Path(root) if root is not None else folder.parent.parent, *(Path(r) for r in also)]
+    _check_significance(record, folder, table, roots, result)
     return result
 
 
@@ -263,13 +266,13 @@ def _check_metrics_without_values(record: ResultRecord, folder: Path, result: Ve
 _TEST_FIELDS = ("n", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "p", "p_holm", "significant")
 
 
-def _check_significance(record: ResultRecord, folder: Path, table: pa.Table | None, root: Path,
+def _check_significance(record: ResultRecord, folder: Path, table: pa.Table | None, roots: list[Path],
                         result: Verification) -> None:
     rows = [(task, row) for task in sorted(record.significance) for row in record.significance[task]]
     if not rows:
         return
     file = str(folder / RECORD_FILE)
-    recomputed = _recompute_tests(record, table, root, rows, result)
+    recomputed = _recompute_tests(record, table, roots, rows, result)
     if recomputed is None:  # what the rows say of the record itself
         adjusted = holm([math.nan if row.p is None else row.p for _, row in rows])
         for i, ((task, row), p_holm) in enumerate(zip(rows, adjusted)):
@@ -293,7 +296,22 @@ def _check_significance(record: ResultRecord, folder: Path, table: pa.Table | No
     result.checked.append(f"{len(rows)} significance test(s) from the per-query values of both records")
 
 
-def _recompute_tests(record: ResultRecord, table, root: Path, rows, result: Verification):
+def _reference_values(record: ResultRecord, reference: str, roots: list[Path]):
+    """(folder, per-query table) of the first usable record of `reference` on the record's dataset fingerprint under
+    `roots`, or (None, None)."""
+    for root in roots:
+        ref_folder = results_folder(root, record.dataset.name, reference, record.params.decoding)
+        try:
+            ref_record = read_record_folder(ref_folder)
+            ref_table = read_per_query(ref_folder) if ref_record.files.per_query else None
+        except HarnessError:
+            continue
+        if ref_table is not None and ref_record.dataset.fingerprint == record.dataset.fingerprint:
+            return ref_folder, ref_table
+    return None, None
+
+
+def _recompute_tests(record: ResultRecord, table, roots: list[Path], rows, result: Verification):
     """The record's tests recomputed (Holm across all of them), or None when a reference's values are missing."""
     if table is None:
         result.unverified.append("significance: no per-query values of this record")
@@ -302,14 +320,10 @@ def _recompute_tests(record: ResultRecord, table, root: Path, rows, result: Veri
     for task in sorted(record.significance):
         names = [row.metric for row in record.significance[task]]
         reference = record.significance[task][0].reference
-        ref_folder = results_folder(root, record.dataset.name, reference, record.params.decoding)
-        try:
-            ref_record = read_record_folder(ref_folder)
-            ref_table = read_per_query(ref_folder) if ref_record.files.per_query else None
-        except HarnessError:
-            ref_table = None
-        if ref_table is None or ref_record.dataset.fingerprint != record.dataset.fingerprint:
-            result.unverified.append(f"significance: the reference {reference!r} has no usable record under {root} "
+        ref_folder, ref_table = _reference_values(record, reference, roots)
+        if ref_table is None:
+            where = " or ".join(str(r) for r in roots)
+            result.unverified.append(f"significance: the reference {reference!r} has no usable record under {where} "
                                      "(checked for what the rows say of this record only)")
             return None
         qids, values = seed_averaged(table, task)

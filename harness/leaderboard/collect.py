@@ -203,9 +203,12 @@ def collect(roots: str | Path | Sequence[str | Path]) -> Collection:
     fingerprint, protocol and decoding in two folders is shown once, the most recently finished (as within one
     folder): a user's own rerun of a published submission replaces the published row on their site."""
     root, folders, experiment_files = _scan_roots(roots)
+    # A record compared with a reference in another of the folders (a user's run against a published reference)
+    # has its significance recomputed from that reference's record too.
+    others = [] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
     loaded: list[LoadedRecord] = []
     skipped: list[Skipped] = []
-    for folder, (record, error) in zip(folders, _read_all(folders)):
+    for folder, (record, error) in zip(folders, _read_all(folders, others)):
         rel = (folder / RECORD_FILE).relative_to(root).as_posix()
         if error is None:
             loaded.append(LoadedRecord(rel, record))
@@ -255,11 +258,11 @@ def _read_experiments(root: Path, files: list[Path]) -> tuple[list[LoadedExperim
     return sorted(experiments, key=lambda e: (e.name, e.folder)), skipped
 
 
-def _read_one(folder: Path) -> tuple[ResultRecord | None, str | None]:
+def _read_one(folder: Path, also: tuple[Path, ...] = ()) -> tuple[ResultRecord | None, str | None]:
     """(record, None), or (None, why it is not shown): the validator's message, or the first number that the
     record's own files do not give back (harness.evaluation.verify: a forged or damaged record is never shown)."""
     try:
-        verification = verify_record_folder(folder)
+        verification = verify_record_folder(folder, also=also)
     except HarnessError as exc:
         return None, str(exc)
     if not verification.ok:
@@ -269,16 +272,17 @@ def _read_one(folder: Path) -> tuple[ResultRecord | None, str | None]:
     return verification.record, None
 
 
-def _read_all(folders: list[Path]) -> list[tuple[ResultRecord | None, str | None]]:
+def _read_all(folders: list[Path], also: list[Path] = ()) -> list[tuple[ResultRecord | None, str | None]]:
     """Validate every folder, in order. JSON Schema validation costs ~10 ms a record in pure Python, so
     large trees are validated on every core (results come back in order: the build stays deterministic)."""
     workers = min(os.cpu_count() or 1, 8)
     if len(folders) < _PARALLEL_FROM or workers < 2:
-        return [_read_one(folder) for folder in folders]
+        return [_read_one(folder, tuple(also)) for folder in folders]
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_read_one, folders, chunksize=max(1, len(folders) // (4 * workers))))
+        return list(pool.map(functools.partial(_read_one, also=tuple(also)), folders,
+                             chunksize=max(1, len(folders) // (4 * workers))))
 
 
 def _drop_duplicates(loaded: list[LoadedRecord]) -> tuple[list[LoadedRecord], list[Skipped]]:
