@@ -14,9 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("harness.cli.data", "build, list and inspect compiled datasets"),
     "run": ("harness.cli.run", "train and evaluate a submission on its datasets"),
     "gate": ("harness.cli.gate", "fail when a submission got worse than its committed baseline"),
-    "leaderboard": ("harness.cli.leaderboard", "build the static leaderboard site from result records"),
+    "leaderboard": ("harness.cli.leaderboard", "build the static leaderboard site from result records, or publish it to a branch"),
     "experiment": ("harness.cli.experiment", "rerun the paper's analyses (Table 4, Figures 1-4) as experiments"),
     "verify": ("harness.cli.verify", "recompute every number of result records from their own files"),
+    "submit": ("harness.cli.submit", "check result records against the official ones and pack them for a pull request"),
 }
 
 
