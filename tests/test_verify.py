@@ -185,3 +185,17 @@ def test_leaderboard_build_refuses_a_forged_record_naming_the_field(copy, tmp_pa
     assert skipped.path == "sim1/joint_pop/record.json"
     assert "$.metrics.rec['R@10'].mean: stored 0.99" in skipped.reason and "do not follow" in skipped.reason
     assert "0.990" not in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_a_run_that_retrieved_nothing_verifies(tmp_path):
+    """BM25 on sim1 shares no word with any query: every list is empty and so is every run file (R@10 0)."""
+    build_dataset("sim1")
+    shutil.copytree(REPO / "submissions" / "bm25", tmp_path / "subs" / "bm25")
+    assert main(["run", str(tmp_path / "subs" / "bm25"), "-d", "sim1", "--out", str(tmp_path / "r"),
+                 "--no-progress", "--no-site"]) == 0
+    folder = tmp_path / "r" / "sim1" / "bm25"
+    assert (folder / "search.seed0.run").stat().st_size == 0
+    verification = verify_record_folder(folder)
+    assert verification.ok and any("per-query values" in c for c in verification.checked)
+    _edit_json(folder, lambda r: r["metrics"]["search"]["R@10"].update(mean=0.5))
+    assert not verify_record_folder(folder).ok  # an empty run still proves R@10 = 0

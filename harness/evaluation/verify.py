@@ -136,6 +136,8 @@ def _read_run(path: Path) -> tuple[np.ndarray, pa.Array, np.ndarray]:
 def _read_space_separated(path: Path, names: list[str]) -> pa.Table:
     types = {name: pa.string() for name in names if name in ("qid", "docid", "q0", "tag")}
     try:
+        if path.stat().st_size == 0:  # a run that retrieved nothing for any query (BM25 with no shared words)
+            return pa.table({name: pa.array([], type=types.get(name, pa.int64())) for name in names})
         return csv.read_csv(path, read_options=csv.ReadOptions(column_names=names),
                             parse_options=csv.ParseOptions(delimiter=" "),
                             convert_options=csv.ConvertOptions(column_types=types))
