@@ -291,7 +291,37 @@ def test_wrongly_typed_value_names_file(slices: Path):
         load(slices)
 
 
-@pytest.mark.parametrize("key", ["modified_at", "name", "tracks"])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda doc: doc["playlists"][2].update(pid="two"),
+         r"mpd\.slice\.0-4\.json: malformed, truncated or mistyped JSON \(playlist #3: 'pid' is \"two\", expected an integer\)"),
+        (lambda doc: doc["playlists"][1]["tracks"][3].update(track_uri=7),
+         r"mpd\.slice\.0-4\.json: .*\(playlist pid=1, track #4: 'track_uri' is 7, expected a string\)"),
+        (lambda doc: doc["playlists"][4].update(modified_at="yesterday"),
+         r"mpd\.slice\.0-4\.json: .*\(playlist pid=4: 'modified_at' is \"yesterday\", expected an integer\)"),
+        (lambda doc: doc["playlists"][0].update(tracks={"pos": 0}),
+         r"mpd\.slice\.0-4\.json: .*\(playlist pid=0: 'tracks' is \{\"pos\": 0\}, expected a list\)"),
+        (lambda doc: doc.update(playlists="none"),
+         r"mpd\.slice\.0-4\.json: .*\('playlists' is \"none\", expected a list\)"),
+    ],
+)
+def test_wrongly_typed_values_name_playlist_track_and_key(slices: Path, change, message: str):
+    edit_slice(slices, SLICES[0], change)
+    with pytest.raises(HarnessError, match=message):
+        load(slices)
+
+
+def test_invalid_utf8_names_file_and_byte(slices: Path):
+    path = slices / SLICES[1]
+    data = path.read_bytes()
+    at = data.index(b"Slow Parade")
+    path.write_bytes(data[:at] + b"\xff" + data[at + 1:])
+    with pytest.raises(HarnessError, match=rf"mpd\.slice\.5-9\.json: malformed.*invalid UTF-8 at byte {at}\)"):
+        load(slices)
+
+
+@pytest.mark.parametrize("key", ["name", "tracks"])
 def test_playlist_missing_a_key_names_file_pid_and_key(slices: Path, key: str):
     edit_slice(slices, SLICES[1], lambda doc: doc["playlists"][2].pop(key))
     with pytest.raises(HarnessError, match=rf"mpd\.slice\.5-9\.json: playlist pid=7 has no '{key}'"):
@@ -304,7 +334,7 @@ def test_playlist_missing_its_pid_is_named_by_position(slices: Path):
         load(slices)
 
 
-@pytest.mark.parametrize("key", ["pos", "track_uri", "track_name", "artist_name"])
+@pytest.mark.parametrize("key", ["track_uri", "track_name", "artist_name"])
 def test_track_missing_a_key_names_file_pid_track_and_key(slices: Path, key: str):
     edit_slice(slices, SLICES[0], lambda doc: doc["playlists"][1]["tracks"][3].pop(key))
     with pytest.raises(HarnessError, match=rf"mpd\.slice\.0-4\.json: playlist pid=1, track #4 has no '{key}'"):
@@ -317,7 +347,11 @@ def test_null_value_counts_as_missing(slices: Path):
         load(slices)
 
 
-@pytest.mark.parametrize("content", ["", "[]", '{"info": {}}', '{"info": {}, "playlists": []}', '[{"pid": 1}]'])
+@pytest.mark.parametrize(
+    "content",
+    ["", "  \n", "[]", "null", " null ", "5", '"text"', '{"info": {}}', '{"info": {}, "playlists": []}',
+     '{"playlists": null}', '[{"pid": 1}]', "\ufeff{}"],
+)
 def test_file_without_playlists(slices: Path, content: str):
     (slices / SLICES[1]).write_text(content, encoding="utf-8")
     with pytest.raises(HarnessError, match=r"mpd\.slice\.5-9\.json: no playlists"):
@@ -327,6 +361,16 @@ def test_file_without_playlists(slices: Path, content: str):
 def test_two_tracks_at_one_position(slices: Path):
     edit_slice(slices, SLICES[0], lambda doc: doc["playlists"][4]["tracks"][2].update(pos=1))
     with pytest.raises(HarnessError, match=r"mpd\.slice\.0-4\.json: playlist pid=4 has two tracks at pos=1"):
+        load(slices)
+
+
+def test_a_null_playlist_or_track_is_missing_every_key(slices: Path):
+    edit_slice(slices, SLICES[0], lambda doc: doc["playlists"].insert(1, None))
+    with pytest.raises(HarnessError, match=r"mpd\.slice\.0-4\.json: playlist #2 has no 'pid'"):
+        load(slices)
+    edit_slice(slices, SLICES[0], lambda doc: doc["playlists"].pop(1))
+    edit_slice(slices, SLICES[0], lambda doc: doc["playlists"][3]["tracks"].insert(2, None))
+    with pytest.raises(HarnessError, match=r"mpd\.slice\.0-4\.json: playlist pid=3, track #3 has no 'track_uri'"):
         load(slices)
 
 
@@ -354,6 +398,103 @@ def test_badly_named_slice_file(slices: Path):
 def test_bad_parameters(params: dict[str, str], message: str):
     with pytest.raises(HarnessError, match=message):
         load(**params)
+
+
+# --- public subsets: what may be filled in, and what may not ----------------------------------------
+
+
+def strip_keys(folder: Path, *keys: str) -> None:
+    """Remove `keys` from every playlist and track of every slice, like a public MPD subset."""
+
+    def change(doc):
+        for playlist in doc["playlists"]:
+            for track in playlist["tracks"]:
+                for key in keys:
+                    track.pop(key, None)
+            for key in keys:
+                playlist.pop(key, None)
+
+    for name in SLICES:
+        edit_slice(folder, name, change)
+
+
+def test_stripped_public_style_slices_build_and_say_what_was_filled_in(slices: Path):
+    """No `pos` (the list order is the order) and no `modified_at` (MISSING_MODIFIED_AT for every
+    playlist): the same tables as the full fixture but for ts, and the notes count what was filled in."""
+    reference = _snapshot(load()[0])
+    strip_keys(slices, "pos", "modified_at")
+    con, result = load(slices)
+    assert result.notes == {"slices": 2, "playlists": 10, "playlists_with_empty_title": 1, "distinct_titles": 10,
+                            "filled_in": {"pos": 51, "modified_at": 10}}
+    assert mpd_module.MISSING_MODIFIED_AT == 0
+    assert rows(con, "SELECT DISTINCT ts FROM raw_interactions") == [(0,)]
+    got = _snapshot(con)
+    assert got["raw_interactions"] == sorted((u, i, 0, s) for u, i, _, s in reference["raw_interactions"])
+    assert {t: v for t, v in got.items() if t != "raw_interactions"} == {
+        t: v for t, v in reference.items() if t != "raw_interactions"
+    }
+
+
+def test_stripping_pos_alone_changes_nothing_but_the_notes(slices: Path):
+    """The fixture's pos is its list order (as in the MPD), so the list order gives the very same tables."""
+    reference = _snapshot(load()[0])
+    strip_keys(slices, "pos")
+    con, result = load(slices)
+    assert _snapshot(con) == reference
+    assert result.notes["filled_in"] == {"pos": 51, "modified_at": 0}
+
+
+def test_null_values_are_filled_in_like_missing_ones(slices: Path):
+    def change(doc):
+        doc["playlists"][1]["modified_at"] = None
+        doc["playlists"][1]["tracks"][2]["pos"] = None  # pid 1, third track: list index 2, as its pos was
+
+    edit_slice(slices, SLICES[0], change)
+    con, result = load(slices)
+    assert result.notes["filled_in"] == {"pos": 1, "modified_at": 1}
+    assert rows(con, "SELECT DISTINCT ts FROM raw_interactions WHERE user_key = '1'") == [(0,)]
+    assert rows(con, "SELECT seq FROM raw_interactions WHERE user_key = '1' ORDER BY seq") == [(i,) for i in range(5)]
+
+
+def test_a_filled_in_pos_that_collides_with_a_given_one_is_an_error(slices: Path):
+    def change(doc):
+        tracks = doc["playlists"][4]["tracks"]
+        tracks[1].pop("pos")  # filled with its list index 1 ...
+        tracks[2]["pos"] = 1  # ... which the next track claims too
+
+    edit_slice(slices, SLICES[0], change)
+    with pytest.raises(HarnessError, match=r"mpd\.slice\.0-4\.json: playlist pid=4 has two tracks at pos=1"):
+        load(slices)
+
+
+def test_a_stripped_slice_lacking_track_uri_is_refused_naming_the_file(slices: Path):
+    strip_keys(slices, "pos", "modified_at")
+    edit_slice(slices, SLICES[1], lambda doc: doc["playlists"][3]["tracks"][0].pop("track_uri"))
+    with pytest.raises(HarnessError, match=r"mpd: mpd\.slice\.5-9\.json: playlist pid=8, track #1 has no 'track_uri'"):
+        load(slices)
+
+
+@pytest.mark.parametrize("key", ["pid", "name", "tracks", "track_uri", "track_name", "artist_name"])
+def test_what_the_protocol_needs_is_never_filled_in(slices: Path, key: str):
+    strip_keys(slices, "pos", "modified_at", key)
+    with pytest.raises(HarnessError, match=rf"mpd: mpd\.slice\.0-4\.json: playlist .*has no '{key}'"):
+        load(slices)
+
+
+def test_stripped_slices_compile_and_data_show_prints_what_was_filled_in(slices: Path, tmp_path: Path, capsys):
+    pytest.importorskip("harness.data.compile")
+    from harness.cli import main
+
+    strip_keys(slices, "pos", "modified_at")
+    cache = str(tmp_path / "cache")
+    assert main(["data", "build", "mpd", "--path", str(slices), "--cache-dir", cache]) == 0
+    built = capsys.readouterr().out
+    assert "filled in: modified_at 10, pos 51 (missing from the input" in built
+    assert main(["data", "show", "mpd", "--cache-dir", cache]) == 0
+    shown = capsys.readouterr().out
+    assert "filled in    modified_at 10, pos 51 (missing from the input; the source's docs say with what)" in shown
+    assert main(["data", "show", "mpd", "--cache-dir", cache, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"]["filled_in"] == {"pos": 51, "modified_at": 10}
 
 
 # --- end to end through the compiler -----------------------------------------------------------------

@@ -71,6 +71,8 @@ def _build(args: argparse.Namespace) -> int:
               f"  fingerprint {outcome.fingerprint}\n"
               f"  {c['items']:,} items, {c['users']:,} users, {c['sequences']:,} interactions, "
               f"{c['queries']:,} queries, {c['qrels']:,} qrels")
+        if (outcome.manifest.get("notes") or {}).get("filled_in"):
+            print(f"  filled in: {_filled_in(outcome.manifest['notes']['filled_in'])}")
     return 0
 
 
@@ -180,3 +182,12 @@ def _print_show(info: dict[str, Any]) -> None:
             print(f"    {key:<45} {n:>10,}")
     if info.get("notes"):
         print(f"  notes        {json.dumps(info['notes'], sort_keys=True)}")
+        if info["notes"].get("filled_in"):
+            print(f"  filled in    {_filled_in(info['notes']['filled_in'])}")
+
+
+def _filled_in(filled: dict[str, int]) -> str:
+    """A source's `filled_in` note (values missing from its input and filled in, e.g. an MPD subset
+    without `pos`): 'modified_at 10, pos 51 (missing from the input; the source's docs say with what)'."""
+    counts = ", ".join(f"{key} {n:,}" for key, n in sorted(filled.items()) if n)
+    return f"{counts} (missing from the input; the source's docs say with what)"
