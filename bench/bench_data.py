@@ -1,25 +1,31 @@
-"""Compile speed and memory: ml-small end to end, and a synthetic log the size of ML-25M at a tenth and at
-full size through the same compiler (harness.data.compile).
+"""Compile speed and memory as a user waits for it: `python -m harness data build logs --path FOLDER` end to end
+(raw Parquet files in -> compiled, fingerprinted DuckDB file out) against a pandas implementation of the same
+protocol doing the same job (bench/pandas_compile.py: same files in, the same six tables out as Parquet), and
+ml-small end to end in-process (the CI speed gate's `ml-small-compile` check).
 
-    python -m pytest bench/bench_data.py --benchmark-only        # pytest-benchmark table + extra_info
-    PYTHONPATH=. python bench/bench_data.py [--pandas] [SCALE ...]   # printed; --pandas adds the pandas reference
+    python -m pytest bench/bench_data.py --benchmark-only            # 2.5M interactions (a tenth of ML-25M)
+    HARNESS_BENCH_FULL=1 python -m pytest bench/bench_data.py --benchmark-only   # also the full 25M
+    PYTHONPATH=. python bench/bench_data.py [--rounds N] [SCALE ...]  # printed table; SCALE 0.1 (default), 1.0
 
-The synthetic raw tables (25M interactions, 162,541 users, 59,047 items, 50,000 queries with 7 relevant
-items each, Zipf-like popularity) are generated once per scale into a DuckDB file that is not timed; the
-bench-only Source attaches it read-only and exposes its tables as views, like a source reading Parquet.
-Each build runs in a fresh subprocess, which reports its wall time and its own peak RSS
-(resource.getrusage(RUSAGE_SELF).ru_maxrss), so nothing from the test process is counted.
+The input is a synthetic log the size of ML-25M (bench/synthetic_logs.py: 25M interactions, 162,541 users,
+59,047 items, 50,000 queries, 350k qrels; Parquet, integer ids), generated once per scale into
+$HARNESS_BENCH_DIR (default: <tmp>/jsr-harness-bench) and reused; generating is not timed.
 
-Set HARNESS_BENCH_FULL=0 to skip the full size (e.g. in a quick speed gate).
-
-Reference (issue 2): a straightforward pandas implementation of the same protocol takes about 21 s and
-3.7 GiB peak at full size on the project's 2-core machines.
+Every run is a fresh subprocess (Python start-up and imports included: what a user waits for), timed from the
+parent: wall time, CPU seconds (user + system of the child and everything it waited for, from os.wait4) and the
+child's peak RSS. The two sides alternate (pandas, harness, pandas, harness, ...) so that a change in the
+machine's load hits both alike; each test times one side with pytest-benchmark and runs the other as its
+untimed `setup`, and both sides' measurements, the ratios and the row counts go into extra_info. The row counts
+of every compiled table (per split too) must be equal on both sides, or the test fails: that is what shows the
+pandas reference implements the same protocol. Rounds per test: $HARNESS_BENCH_ROUNDS (default 3 at a tenth,
+1 at full size).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,86 +35,123 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FULL = {"interactions": 25_000_095, "users": 162_541, "items": 59_047, "queries": 50_000, "rel_per_query": 7}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic_logs import generate_logs  # noqa: E402
+
+SCALES = {"2.5M": 0.1, "25M": 1.0}
 
 
-def synthetic_sizes(scale: float) -> dict[str, int]:
-    sizes = {k: max(1, round(v * scale)) for k, v in FULL.items()}
-    sizes["rel_per_query"] = FULL["rel_per_query"]
-    return sizes
+def bench_dir() -> Path:
+    return Path(os.environ.get("HARNESS_BENCH_DIR") or Path(tempfile.gettempdir()) / "jsr-harness-bench")
 
 
-def generate(path: Path, scale: float) -> Path:
-    """Write raw_items / raw_interactions / raw_queries / raw_qrels for `scale` into a DuckDB file (once)."""
+def logs_folder(scale: float) -> Path:
+    return generate_logs(bench_dir() / f"logs-{scale:g}", scale)
+
+
+def measure(command: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run `command` in a fresh process: wall s, CPU s (user + sys, children included), peak RSS MiB, stdout."""
+    out = tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0), err.seek(0)
+    stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "stdout": stdout}
+
+
+def run_harness(folder: Path, work: Path) -> dict:
+    cache = work / "harness-cache"
+    r = measure([sys.executable, "-m", "harness", "data", "build", "logs", "--path", str(folder),
+                 "--cache-dir", str(cache), "--force"])
     import duckdb
 
-    if path.exists():
-        return path
-    s = synthetic_sizes(scale)
-    tmp = path.with_suffix(".partial")
-    tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
-    con.execute("SELECT setseed(0.5)")
-    con.execute(f"""CREATE TABLE raw_items AS SELECT 'm' || i AS item_key, 'Movie ' || i AS title,
-                    'Movie ' || i || ' | Drama' AS text, NULL::INTEGER AS cluster FROM range({s['items']}) t(i)""")
-    # item ~ items * u^3: a heavy head like real ratings; users take turns so lengths are ~154 each
-    con.execute(f"""CREATE TABLE raw_interactions AS
-        SELECT 'u' || (i % {s['users']}) AS user_key,
-               'm' || least(floor({s['items']} * pow(random(), 3))::BIGINT, {s['items'] - 1}) AS item_key,
-               (1000000000 + i // {s['users']} * 3600 + floor(random() * 3600))::BIGINT AS ts, i AS seq
-        FROM range({s['interactions']}) t(i)""")
-    con.execute(f"""CREATE TABLE raw_queries AS SELECT 'q' || j AS query_key, 'query ' || j AS text,
-                    NULL::VARCHAR AS split FROM range({s['queries']}) t(j)""")
-    con.execute(f"""CREATE TABLE raw_qrels AS
-        SELECT 'q' || j AS query_key,
-               'm' || least(floor({s['items']} * pow(random(), 2))::BIGINT, {s['items'] - 1}) AS item_key
-        FROM range({s['queries']}) t(j), range({s['rel_per_query']}) r(k)""")
-    con.close()
-    os.replace(tmp, path)
-    return path
+    con = duckdb.connect(str(cache / "datasets" / "logs.duckdb"), read_only=True)
+    try:
+        manifest = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM manifest").fetchall()}
+    finally:
+        con.close()
+    r.pop("stdout")
+    return {**r, "counts": _normalised(manifest["counts"]), "fingerprint": manifest["fingerprint"]}
 
 
-class AttachedSource:
-    """Bench-only Source: the raw tables of a generated DuckDB file, attached read-only."""
-
-    name = "synthetic"
-    description = "synthetic ML-25M-sized log"
-    headline_k = 30
-
-    def __init__(self, generated: Path) -> None:
-        self.generated = generated
-
-    def load(self, con, ctx):
-        from harness.data.sources.base import SourceResult
-
-        con.execute(f"ATTACH '{self.generated}' AS gen (READ_ONLY)")
-        for table in ("raw_items", "raw_interactions", "raw_queries", "raw_qrels"):
-            con.execute(f"CREATE TEMP VIEW {table} AS SELECT * FROM gen.{table}")
-        return SourceResult(files=[], params={"generated": self.generated.name})
+def run_pandas(folder: Path, work: Path) -> dict:
+    out = work / "pandas-out"
+    shutil.rmtree(out, ignore_errors=True)
+    r = measure([sys.executable, str(REPO / "bench" / "pandas_compile.py"), str(folder), str(out)],
+                env={"PYTHONPATH": str(REPO)})
+    counts = json.loads(r.pop("stdout").strip().splitlines()[-1])
+    return {**r, "counts": _normalised(counts)}
 
 
-CHILD = """
-import json, resource, sys, time
-from pathlib import Path
-sys.path.insert(0, {bench!r})
-from bench_data import AttachedSource
-from harness.data.compile import compile_dataset
-started, cpu = time.perf_counter(), time.process_time()
-out = compile_dataset("synthetic", source=AttachedSource(Path({generated!r})), dest=Path({dest!r}), force=True)
-wall = time.perf_counter() - started
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"wall_s": wall, "cpu_s": time.process_time() - cpu, "peak_rss_mib": rss,
-                  "counts": out.manifest["counts"], "fingerprint": out.fingerprint}}))
-"""
+def _normalised(counts: dict) -> dict:
+    return {k: ({s: int(n) for s, n in sorted(v.items())} if isinstance(v, dict) else int(v))
+            for k, v in sorted(counts.items())}
 
 
-def build_in_subprocess(generated: Path, dest: Path) -> dict:
-    script = CHILD.format(bench=str(Path(__file__).parent), generated=str(generated), dest=str(dest))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    if proc.returncode:
-        raise RuntimeError(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+SIDES = {"harness": run_harness, "pandas": run_pandas}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """Best (minimum) wall / CPU / peak RSS per side and the harness / pandas ratios (below 1: harness faster)."""
+    best = {side: {m: min(r[m] for r in rs) for m in ("wall_s", "cpu_s", "peak_rss_mib")} for side, rs in runs.items()}
+    ratio = {m: round(best["harness"][m] / best["pandas"][m], 3) for m in ("wall_s", "cpu_s", "peak_rss_mib")}
+    return {"best": best, "harness_over_pandas": ratio}
+
+
+def check_same_counts(runs: dict[str, list[dict]]) -> dict:
+    counts = {side: [r["counts"] for r in rs] for side, rs in runs.items()}
+    first = counts["harness"][0]
+    for side, seen in counts.items():
+        for c in seen:
+            assert c == first, f"row counts differ ({side}):\n{json.dumps(c)}\nvs harness:\n{json.dumps(first)}"
+    return first
+
+
+# ---- pytest -----------------------------------------------------------------------------------------------
+_RUNS: dict[str, dict[str, list[dict]]] = {}
+
+
+def _rounds(label: str) -> int:
+    return int(os.environ.get("HARNESS_BENCH_ROUNDS") or (3 if SCALES[label] < 1 else 1))
+
+
+@pytest.fixture(scope="module")
+def work_dir():
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as folder:
+        yield Path(folder)
+
+
+@pytest.mark.parametrize("label", list(SCALES))
+@pytest.mark.parametrize("side", ["harness", "pandas"])
+def test_logs_end_to_end(benchmark, side, label, work_dir):
+    """One side timed by pytest-benchmark; the other run (untimed) before each round, so they alternate."""
+    if SCALES[label] >= 1 and os.environ.get("HARNESS_BENCH_FULL") != "1":
+        pytest.skip("25M interactions only on demand (HARNESS_BENCH_FULL=1): ~1 min to generate, minutes to run")
+    folder = logs_folder(SCALES[label])
+    other = "pandas" if side == "harness" else "harness"
+    runs = _RUNS.setdefault(label, {"harness": [], "pandas": []})
+
+    def setup():
+        runs[other].append(SIDES[other](folder, work_dir))
+
+    def timed():
+        runs[side].append(SIDES[side](folder, work_dir))
+
+    benchmark.pedantic(timed, setup=setup, rounds=_rounds(label), iterations=1)
+    counts = check_same_counts(runs)
+    summary = summarise(runs)
+    benchmark.extra_info.update({"rows": label, "counts": counts, **summary,
+                                 "runs": {s: [{k: v for k, v in r.items() if k != "counts"} for r in rs]
+                                          for s, rs in runs.items()}})
+    print(f"\n{label}: {json.dumps(summary)}")
 
 
 def _ml_small_zip() -> Path:
@@ -131,138 +174,29 @@ def test_ml_small_end_to_end(benchmark, tmp_path):
     benchmark.pedantic(once, rounds=5, iterations=1)
 
 
-@pytest.fixture(scope="module")
-def generated_dir():
-    with tempfile.TemporaryDirectory(prefix="bench-data-") as folder:
-        yield Path(folder)
-
-
-@pytest.mark.parametrize("scale", [0.1, 1.0], ids=["tenth", "full"])
-def test_synthetic_ml25m(benchmark, scale, generated_dir):
-    if scale == 1.0 and os.environ.get("HARNESS_BENCH_FULL") == "0":
-        pytest.skip("full size skipped (HARNESS_BENCH_FULL=0): ~45 s to generate, ~1 min and 2 GiB to compile")
-    generated = generate(generated_dir / f"raw-{scale}.duckdb", scale)
-    dest = generated_dir / f"compiled-{scale}.duckdb"
-    results = []
-
-    def once():
-        results.append(build_in_subprocess(generated, dest))
-
-    benchmark.pedantic(once, rounds=1, iterations=1)
-    benchmark.extra_info.update({"scale": scale, **results[-1]})
-    print(f"\nsynthetic scale {scale}: {json.dumps(results[-1])}")
-
-
-
-
-# ---------------------------------------------------------------------------------------------------
-# A straightforward pandas implementation of the same protocol, for a same-machine comparison (the
-# issue's 21 s / 3.7 GiB figure was measured on an idle machine; the shared machines here rarely are).
-# It gets the raw tables already in memory (loading is not timed) and stops before writing anything.
-
-PANDAS_CHILD = """
-import json, resource, sys, time
-sys.path.insert(0, {bench!r})
-import duckdb
-from bench_data import pandas_protocol
-con = duckdb.connect({generated!r}, read_only=True)
-# int_keys: 'u123' -> 123, 'm45' -> 45, as a pandas pipeline reading ML-25M's integer CSV columns would have
-cast = {{"user_key": "CAST(substr(user_key, 2) AS BIGINT) AS user_key",
-         "item_key": "CAST(substr(item_key, 2) AS BIGINT) AS item_key"}} if {int_keys!r} else {{}}
-def select(t):
-    cols = [c for c, in con.execute(f"SELECT column_name FROM (DESCRIBE {{t}})").fetchall()]
-    return con.sql(f"SELECT {{', '.join(cast.get(c, c) for c in cols)}} FROM {{t}}").df()
-raw = {{t: select(t) for t in ("raw_interactions", "raw_qrels", "raw_queries")}}
-con.close()
-loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-started, cpu = time.perf_counter(), time.process_time()
-counts = pandas_protocol(raw["raw_interactions"], raw["raw_qrels"], raw["raw_queries"])
-print(json.dumps({{"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "rss_after_load_mib": loaded_rss, "counts": counts}}))
-"""
-
-
-def pandas_protocol(inter, qrels, queries, min_len: int = 5, head_fraction: float = 0.01) -> dict:
-    """The paper's splits in pandas: sort by user and time, prefix lengths, head flags, statistics."""
-    import hashlib
-    import math
-
-    import numpy as np
-    import pandas as pd
-
-    from harness.data.stats import table3_row
-
-    items = np.intersect1d(inter["item_key"].unique(), qrels["item_key"].unique())
-    inter = inter[inter["item_key"].isin(items)]
-    counts = inter.groupby("user_key").size()
-    inter = inter[inter["user_key"].isin(counts.index[counts >= min_len])]
-    inter = inter.sort_values(["user_key", "ts", "seq", "item_key"], kind="stable")
-    inter["item_id"] = np.searchsorted(items, inter["item_key"].to_numpy())
-    users, user_idx = np.unique(inter["user_key"].to_numpy(), return_inverse=True)
-    length = np.bincount(user_idx)
-    start = np.concatenate([[0], np.cumsum(length)[:-1]])
-    pos = np.arange(len(inter)) - start[user_idx] + 1
-    t = length[user_idx]
-    item_id = inter["item_id"].to_numpy()
-    pop_rec = np.bincount(item_id[pos <= t - 2], minlength=len(items))
-    train_target = np.zeros(len(items), bool)
-    train_target[item_id[(pos >= 3) & (pos <= t - 2)]] = True
-    train_len = np.maximum(length - 4, 0)  # training targets 3..t-2 as (user, prefix length)
-    train_user = np.repeat(np.arange(len(users)), train_len)
-    train_pos = np.arange(train_len.sum()) - np.repeat(np.cumsum(train_len) - train_len, train_len) + 3
-    test_ok = train_target[item_id[pos == t]]
-    valid_ok = train_target[item_id[pos == t - 1]]
-    q = queries["query_key"].to_numpy()
-    order = sorted(range(len(q)), key=lambda i: (hashlib.md5(f"0:{q[i]}".encode()).hexdigest(), q[i]))
-    n_eval = math.floor(len(q) * 0.1 + 0.5)
-    split = np.full(len(q), "train", dtype=object)
-    split[order[:n_eval]] = "test"
-    split[order[n_eval:2 * n_eval]] = "valid"
-    qr = qrels[qrels["item_key"].isin(items)].drop_duplicates()
-    qr = qr.merge(pd.DataFrame({"query_key": q, "split": split}), on="query_key")
-    qr["item_id"] = np.searchsorted(items, qr["item_key"].to_numpy())
-    train_items = np.zeros(len(items), bool)
-    train_items[qr.loc[qr["split"] == "train", "item_id"].to_numpy()] = True
-    qr = qr[(qr["split"] == "train") | train_items[qr["item_id"].to_numpy()]]
-    pop_search = np.bincount(qr.loc[qr["split"] == "train", "item_id"].to_numpy(), minlength=len(items))
-    head = max(1, math.ceil(head_fraction * len(items)))
-    head_rec = np.zeros(len(items), bool)
-    head_rec[np.lexsort((np.arange(len(items)), -pop_rec))[:head]] = True
-    head_search = np.zeros(len(items), bool)
-    head_search[np.lexsort((np.arange(len(items)), -pop_search))[:head]] = True
-    stats = table3_row(pop_rec=pop_rec, pop_search=pop_search, n_users=len(users), n_interactions=len(inter),
-                       n_rec_items=len(np.unique(item_id)), n_search_items=qr["item_id"].nunique(),
-                       n_queries=qr["query_key"].nunique(), n_qrels=len(qr))
-    return {"sequences": int(len(inter)), "users": int(len(users)), "train": int(len(train_pos)),
-            "test": int(test_ok.sum()), "valid": int(valid_ok.sum()), "head": int(head_rec.sum() + head_search.sum()),
-            "qrels": int(len(qr)), "rec_gini": round(stats["rec_gini"], 6)}
-
-
-def pandas_in_subprocess(generated: Path, int_keys: bool = False) -> dict:
-    script = PANDAS_CHILD.format(bench=str(Path(__file__).parent), generated=str(generated), int_keys=int_keys)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    if proc.returncode:
-        raise RuntimeError(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
+# ---- command line -----------------------------------------------------------------------------------------
 def main(argv: list[str]) -> None:
-    with_pandas = "--pandas" in argv
-    scales = [float(a) for a in argv if a != "--pandas"] or [0.1, 1.0]
-    with tempfile.TemporaryDirectory(prefix="bench-data-") as folder:
+    rounds = 3
+    if "--rounds" in argv:
+        i = argv.index("--rounds")
+        rounds = int(argv[i + 1])
+        del argv[i:i + 2]
+    scales = [float(a) for a in argv] or [0.1]
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as work:
         for scale in scales:
             t0 = time.perf_counter()
-            gen = generate(Path(folder) / f"raw-{scale}.duckdb", scale)
-            print(f"scale {scale}: generated in {time.perf_counter() - t0:.1f} s (not timed below)", flush=True)
-            runs = [("harness", build_in_subprocess(gen, Path(folder) / f"compiled-{scale}.duckdb"))]
-            if with_pandas:
-                runs.append(("pandas", pandas_in_subprocess(gen)))
-                runs.append(("pandas-int", pandas_in_subprocess(gen, int_keys=True)))
-            for label, r in runs:
-                print(f"scale {scale} {label:8s}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, "
-                      f"peak RSS {r['peak_rss_mib']:.0f} MiB, load average {os.getloadavg()[0]:.1f}", flush=True)
+            folder = logs_folder(scale)
+            print(f"scale {scale:g}: input {folder} ready in {time.perf_counter() - t0:.1f} s (not timed)", flush=True)
+            runs: dict[str, list[dict]] = {"harness": [], "pandas": []}
+            for i in range(rounds):
+                for side in (("pandas", "harness") if i % 2 == 0 else ("harness", "pandas")):
+                    r = SIDES[side](folder, Path(work))
+                    runs[side].append(r)
+                    print(f"  {side:8s} {r['wall_s']:7.2f} s wall {r['cpu_s']:7.2f} CPU-s "
+                          f"{r['peak_rss_mib']:7.0f} MiB  (load {os.getloadavg()[0]:.1f})", flush=True)
+            counts = check_same_counts(runs)
+            print(f"  row counts equal on both sides: {json.dumps(counts)}")
+            print(f"  best of {rounds}: {json.dumps(summarise(runs))}", flush=True)
 
 
 if __name__ == "__main__":

@@ -196,12 +196,52 @@ def test_parquet_with_typed_columns(tmp_path: Path):
     pq.write_table(pa.table({"item_id": pa.array([1, 2], pa.int64()),
                              "title": pa.array(["a", "b"]).dictionary_encode()}), folder / "items.parquet")
     con, _ = load(folder)
+    # Integer ids in every file that holds them stay integers in the raw tables (fast joins and sorts); the
+    # compiler turns them into their decimal text (test_integer_ids_compile_as_text)
     assert rows(con, "SELECT * FROM raw_interactions ORDER BY user_key, ts, seq") == [
-        ("7", "1", 1688212799, 2), ("7", "1", 1688212800, 0), ("7", "2", 1688212800, 1), ("8", "2", 0, 3)
+        (7, 1, 1688212799, 2), (7, 1, 1688212800, 0), (7, 2, 1688212800, 1), (8, 2, 0, 3)
     ]
-    assert rows(con, "SELECT * FROM raw_queries") == [("5", "q", None)]
-    assert rows(con, "SELECT * FROM raw_qrels") == [("5", "2")]
-    assert rows(con, "SELECT * FROM raw_items ORDER BY item_key") == [("1", "a", "a", None), ("2", "b", "b", None)]
+    assert rows(con, "SELECT * FROM raw_queries") == [(5, "q", None)]
+    assert rows(con, "SELECT * FROM raw_qrels") == [(5, 2)]
+    assert rows(con, "SELECT * FROM raw_items ORDER BY item_key") == [(1, "a", "a", None), (2, "b", "b", None)]
+
+
+def test_integer_ids_compile_as_text(tmp_path: Path):
+    """A folder with integer ids and the same folder with those ids written as text compile to the same tables:
+    keys are their decimal digits and dense ids follow the text order ('10' before '9'), whether the raw tables
+    hold integers (every file's ids are integers) or text (one file's are text)."""
+    from harness.data.compile import compile_dataset
+
+    n_users, n_items, n_queries = 12, 11, 6
+    inter = {"user_id": [u for u in range(n_users) for _ in range(7)],
+             "item_id": [(u * 3 + k) % n_items for u in range(n_users) for k in range(7)],
+             "timestamp": [1_000 + (k * 5) % 7 for _ in range(n_users) for k in range(7)]}
+    qrels = {"query_id": [q for q in range(n_queries) for _ in range(3)],
+             "item_id": [(q * 2 + k) % n_items for q in range(n_queries) for k in range(3)]}
+    queries = {"query_id": list(range(n_queries)), "text": [f"query {q}" for q in range(n_queries)]}
+    items = {"item_id": list(range(n_items)), "title": [f"item {i}" for i in range(n_items)]}
+
+    def write(name: str, text_ids: set[str]) -> dict[str, list[tuple]]:
+        folder = tmp_path / name
+        folder.mkdir()
+        for table, data in (("interactions", inter), ("qrels", qrels), ("queries", queries), ("items", items)):
+            columns = {c: pa.array([str(v) for v in values]) if f"{table}.{c}" in text_ids
+                       else pa.array(values, pa.int64()) if c.endswith("_id") or c == "timestamp" else pa.array(values)
+                       for c, values in data.items()}
+            pq.write_table(pa.table(columns), folder / f"{table}.parquet")
+        dest = tmp_path / f"{name}.duckdb"
+        compile_dataset("logs", path=folder, dest=dest, force=True)
+        with duckdb.connect(str(dest), read_only=True) as con:
+            return {t: rows(con, f"SELECT * FROM {t} ORDER BY ALL")
+                    for t in ("items", "users", "sequences", "rec_examples", "queries", "qrels")}
+
+    as_int = write("ints", set())
+    as_text = write("text", {"interactions.user_id", "interactions.item_id", "qrels.query_id", "qrels.item_id",
+                             "queries.query_id", "items.item_id"})
+    mixed = write("mixed", {"items.item_id", "queries.query_id"})  # items and queries keys stay text everywhere
+    assert as_int == as_text == mixed
+    assert [key for _, key, _ in as_int["users"]][:3] == ["0", "1", "10"]  # text order
+    assert as_int["items"][2][1] == "10" and as_int["queries"][0][1] == "0"
 
 
 def test_optional_file_and_columns(logs: Path):

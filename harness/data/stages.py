@@ -89,7 +89,7 @@ def _stage_catalogue(con, spec, split, dropped) -> None:
         """
         CREATE TEMP TABLE c_items AS
         WITH both_tasks AS (SELECT item_key FROM rec_item_keys INTERSECT SELECT item_key FROM search_item_keys)
-        SELECT (row_number() OVER (ORDER BY b.item_key) - 1)::INTEGER AS item_id, b.item_key,
+        SELECT (row_number() OVER (ORDER BY CAST(b.item_key AS VARCHAR)) - 1)::INTEGER AS item_id, b.item_key,
                coalesce(r.title, '') AS title, coalesce(r.text, '') AS text, r.cluster::INTEGER AS cluster,
                r.item_key IS NULL AS no_metadata
         FROM both_tasks b LEFT JOIN raw_items r ON r.item_key = b.item_key
@@ -116,34 +116,24 @@ def _stage_catalogue(con, spec, split, dropped) -> None:
 def _stage_users_and_sequences(con, spec, split, dropped) -> None:
     """Interactions on kept items; users with at least min_user_interactions; positions by (ts, seq, item).
 
-    One sort, by (user_key, ts, seq, item_id): user ids follow user_key order, so the sorted rows line up
-    with 1..length generated per user in user order, and are paired with them row by row (POSITIONAL JOIN;
-    a DuckDB table keeps the insertion order of CREATE ... ORDER BY). The user keys of both sides are
-    compared on every row, so a misalignment is an error, never a silent shift."""
+    Users get their dense ids (user_key order) from a count per user first, so the one sort of the kept
+    interactions is by integers, (user_id, ts, seq, item_id), not by the text key: the same order, as user ids
+    follow user_key order. The sorted rows line up with 1..length generated per user in user_id order and are
+    paired with them row by row (POSITIONAL JOIN; preserve_insertion_order keeps both sides in order). The user
+    ids of both sides are compared on every row, so a misalignment is an error, never a silent shift."""
     con.execute(
         """
-        CREATE TEMP TABLE seq_all AS
-        SELECT i.user_key, c.item_id, i.ts::BIGINT AS ts
-        FROM raw_interactions i JOIN c_items c ON c.item_key = i.item_key
-        WHERE i.user_key IS NOT NULL AND i.ts IS NOT NULL
-        ORDER BY i.user_key, i.ts, i.seq, c.item_id
+        CREATE TEMP TABLE user_counts AS
+        SELECT i.user_key, count(*)::INTEGER AS n
+        FROM raw_interactions i SEMI JOIN c_items c ON c.item_key = i.item_key
+        WHERE i.user_key IS NOT NULL AND i.ts IS NOT NULL GROUP BY i.user_key
         """
-    )
-    con.execute(
-        "CREATE TEMP TABLE user_counts AS SELECT user_key, count(*)::INTEGER AS n FROM seq_all GROUP BY user_key"
     )
     con.execute(
         f"""
         CREATE TEMP TABLE c_users AS
-        SELECT (row_number() OVER (ORDER BY user_key) - 1)::INTEGER AS user_id, user_key, n AS length
+        SELECT (row_number() OVER (ORDER BY CAST(user_key AS VARCHAR)) - 1)::INTEGER AS user_id, user_key, n AS length
         FROM user_counts WHERE n >= {int(split.min_user_interactions)}
-        """
-    )
-    con.execute(
-        """
-        CREATE TEMP TABLE all_users AS
-        SELECT a.user_key, a.n, k.user_id FROM user_counts a LEFT JOIN c_users k ON k.user_key = a.user_key
-        ORDER BY a.user_key
         """
     )
     n_raw, n_null = con.execute(
@@ -160,18 +150,23 @@ def _stage_users_and_sequences(con, spec, split, dropped) -> None:
             f"dataset {spec} is empty after filtering: no user has at least "
             f"{split.min_user_interactions} interactions with items present in both tasks"
         )
-    con.execute("CREATE TABLE users AS SELECT user_id, user_key, length FROM c_users ORDER BY user_id")
+    con.execute("CREATE TABLE users AS SELECT user_id, CAST(user_key AS VARCHAR) AS user_key, length FROM c_users"
+                " ORDER BY user_id")
     con.execute(
         """
         CREATE TABLE sequences AS
-        SELECT p.user_id, p.pos, s.item_id, s.ts
-        FROM seq_all s POSITIONAL JOIN
-             (SELECT user_key, user_id, unnest(generate_series(1, n))::INTEGER AS pos FROM all_users) p
-        WHERE CASE WHEN s.user_key = p.user_key THEN p.user_id IS NOT NULL
+        SELECT s.user_id, p.pos, s.item_id, s.ts
+        FROM (SELECT u.user_id, c.item_id, i.ts::BIGINT AS ts
+              FROM raw_interactions i JOIN c_items c ON c.item_key = i.item_key
+                   JOIN c_users u ON u.user_key = i.user_key
+              WHERE i.ts IS NOT NULL
+              ORDER BY u.user_id, i.ts, i.seq, c.item_id) s
+             POSITIONAL JOIN
+             (SELECT user_id, unnest(generate_series(1, length))::INTEGER AS pos FROM users) p
+        WHERE CASE WHEN s.user_id = p.user_id THEN true
                    ELSE error('internal error: sorted interactions and positions are misaligned') END
         """
     )
-    con.execute("DROP TABLE seq_all")
 
 
 def _stage_rec_examples(con, spec, split, dropped) -> None:
@@ -235,7 +230,8 @@ def _stage_search_splits(con, spec, split, dropped) -> None:
         SELECT query_key, text, coalesce(split, CASE WHEN rank <= $n_test THEN 'test'
                                                      WHEN rank <= $n_test + $n_valid THEN 'valid'
                                                      ELSE 'train' END) AS split
-        FROM (SELECT *, row_number() OVER (ORDER BY split IS NOT NULL, md5($seed || ':' || query_key), query_key)
+        FROM (SELECT *, row_number() OVER (ORDER BY split IS NOT NULL, md5($seed || ':' || CAST(query_key AS VARCHAR)),
+                                           CAST(query_key AS VARCHAR))
                         AS rank FROM k_queries)
         """,
         {"n_test": n_test, "n_valid": n_valid, "seed": str(split.split_seed)},
@@ -266,17 +262,21 @@ def _stage_search_splits(con, spec, split, dropped) -> None:
             " AND q.query_key NOT IN (SELECT query_key FROM s_qrels)",
             [name],
         )
+    # Dense query ids in the text order of the keys; raw_key (the raw table's type, e.g. BIGINT for integer ids
+    # of a logs folder) joins the qrels without casting them.
     con.execute(
         """
-        CREATE TABLE queries AS
-        SELECT (row_number() OVER (ORDER BY query_key) - 1)::INTEGER AS query_id, query_key, text, split
-        FROM s_queries SEMI JOIN s_qrels USING (query_key) ORDER BY query_id
+        CREATE TEMP TABLE q_ids AS
+        SELECT (row_number() OVER (ORDER BY CAST(s.query_key AS VARCHAR)) - 1)::INTEGER AS query_id,
+               s.query_key AS raw_key, CAST(s.query_key AS VARCHAR) AS query_key, s.text, s.split
+        FROM s_queries s WHERE s.query_key IN (SELECT query_key FROM s_qrels)
         """
     )
+    con.execute("CREATE TABLE queries AS SELECT query_id, query_key, text, split FROM q_ids ORDER BY query_id")
     con.execute(
         """
         CREATE TABLE qrels AS
-        SELECT q.query_id, r.item_id FROM s_qrels r JOIN queries q ON q.query_key = r.query_key
+        SELECT q.query_id, r.item_id FROM s_qrels r JOIN q_ids q ON q.raw_key = r.query_key
         ORDER BY q.query_id, r.item_id
         """
     )
@@ -294,7 +294,7 @@ def _stage_items(con, spec, split, dropped) -> None:
                     WHERE q.split = 'train' GROUP BY r.item_id),
              pop AS (SELECT c.*, coalesce(pr.n, 0)::BIGINT AS pop_rec, coalesce(ps.n, 0)::BIGINT AS pop_search
                      FROM c_items c LEFT JOIN pr ON pr.item_id = c.item_id LEFT JOIN ps ON ps.item_id = c.item_id)
-        SELECT item_id, item_key, title, text, cluster, pop_rec, pop_search,
+        SELECT item_id, CAST(item_key AS VARCHAR) AS item_key, title, text, cluster, pop_rec, pop_search,
                row_number() OVER (ORDER BY pop_rec DESC, item_id) <= {head} AS head_rec,
                row_number() OVER (ORDER BY pop_search DESC, item_id) <= {head} AS head_search
         FROM pop ORDER BY item_id

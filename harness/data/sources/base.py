@@ -15,6 +15,12 @@ paper's splits, popularity and head flags, statistics, fingerprint and the atomi
         NULL to let the compiler assign it deterministically.
     raw_qrels(query_key VARCHAR, item_key VARCHAR)
         the relevant items of each query (duplicates are removed by the compiler).
+
+A key column may instead be BIGINT when all of that key's columns are (user_key; item_key in raw_items,
+raw_interactions and raw_qrels; query_key in raw_queries and raw_qrels): the compiler joins, groups and sorts
+by the integers and uses a key's text, CAST(key AS VARCHAR), wherever text matters (the dense ids follow the keys'
+text order, the compiled tables store the text), so the compiled tables are the same as with VARCHAR keys holding
+the decimal digits. The logs source does this for integer ids (much faster on millions of interactions).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ The folder (ctx.path, else <data_dir>/logs) holds one file per table, each `<tab
     qrels         query_id, item_id                        required
     items         item_id, title [, text]                  optional
 
-Ids (integers or strings) become VARCHAR keys. `timestamp` is integer epoch seconds or an ISO 8601
-timestamp (naive ones are UTC). A user's interactions are ordered by (timestamp, seq, row in the file);
+Ids (integers or strings) become keys: VARCHAR, or BIGINT where every file holding that id has integers
+(the compiler uses their decimal text wherever text matters: same compiled tables, faster; _integer_keys).
+`timestamp` is integer epoch seconds or an ISO 8601 timestamp (naive ones are UTC). A user's interactions are ordered by (timestamp, seq, row in the file);
 that order is folded into raw_interactions.seq as seq * 2^32 + row, so it never depends on how the file
 was read. Extra columns are ignored. Every check names the file and the line (CSV) or row (Parquet).
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,7 @@ class InputTable:
     path: Path
     view: str
     types: dict[str, pa.DataType]  # the present schema columns and their Arrow types
+    integer_keys: frozenset[str] = frozenset()  # raw key columns kept as BIGINT (see _integer_keys)
 
     @property
     def is_csv(self) -> bool:
@@ -118,6 +121,8 @@ class LogsSource:
         folder = find_folder(ctx)
         paths = {schema.name: find_table_file(folder, schema) for schema in SCHEMA}
         with _opened(con, paths) as tables:
+            integer = _integer_keys(tables)
+            tables = {name: dataclasses.replace(t, integer_keys=integer) for name, t in tables.items()}
             with _utc(con):
                 for table in tables.values():
                     _create_raw(con, table)
@@ -316,12 +321,28 @@ def _check_type(path: Path, column: Column, t: pa.DataType) -> None:
         raise HarnessError(f"logs: {path.name}: column {column.name!r} has type {t}; it must hold {wanted}")
 
 
+def _integer_keys(tables: dict[str, InputTable]) -> frozenset[str]:
+    """The raw key columns (user_key, item_key, query_key) that every file holding them stores as integers: those
+    are kept as BIGINT in the raw tables, so the compiler joins, groups and sorts millions of interactions by
+    integers. The compiler turns a key into its text (the decimal digits, as a VARCHAR key would hold) only where
+    the text matters: the dense ids follow the keys' text order and the compiled tables store the text, so the
+    compiled file and its fingerprint are the same either way. A key that is text in any file (or an unsigned
+    64-bit integer) stays VARCHAR everywhere, so keys of two files always compare as text."""
+    kinds: dict[str, list[pa.DataType]] = {}
+    for table in tables.values():
+        for column in table.schema.columns:
+            if column.kind == "id" and table.has(column.name):
+                kinds.setdefault(column.raw, []).append(table.types[column.name])
+    return frozenset(raw for raw, types in kinds.items()
+                     if all(pa.types.is_integer(t) and t != pa.uint64() for t in types))
+
+
 def _value_sql(table: InputTable, column: Column) -> str:
     """The column's typed value: NULL where it cannot be read (the checks then report that row)."""
     col = f'"{column.name}"'
     t = table.types[column.name]
     if column.kind == "id":
-        return f"CAST({col} AS VARCHAR)"
+        return f"CAST({col} AS {'BIGINT' if column.raw in table.integer_keys else 'VARCHAR'})"
     if column.kind in ("text", "split"):
         return col
     if column.kind == "seq":
@@ -424,7 +445,7 @@ def _check_unique(con: duckdb.DuckDBPyConnection, table: InputTable) -> None:
     key = table.schema.columns[0]
     row = _first_row(
         con,
-        f"SELECT {key.raw}, min(_row), max(_row) FROM {table.schema.raw} GROUP BY {key.raw}"
+        f"SELECT CAST({key.raw} AS VARCHAR), min(_row), max(_row) FROM {table.schema.raw} GROUP BY {key.raw}"
         f" HAVING count(*) > 1 ORDER BY min(_row) LIMIT 1",
     )
     if row is not None:
@@ -439,7 +460,7 @@ def _check_queries_known(con: duckdb.DuckDBPyConnection, qrels: InputTable, quer
         con, "SELECT min(_row) FROM raw_qrels ANTI JOIN raw_queries USING (query_key)"
     )[0]
     if row is not None:
-        key = _first_row(con, "SELECT query_key FROM raw_qrels WHERE _row = ?", [row])[0]
+        key = _first_row(con, "SELECT CAST(query_key AS VARCHAR) FROM raw_qrels WHERE _row = ?", [row])[0]
         raise HarnessError(f"logs: {qrels.where(row)}: query_id {key!r} is not in {queries.path.name}")
 
 
@@ -453,7 +474,8 @@ def _check_items_known(con: duckdb.DuckDBPyConnection, table: InputTable, items:
     if not unknown:
         return
     row, key = _first_row(
-        con, f"SELECT _row, item_key FROM {raw} ANTI JOIN raw_items USING (item_key) ORDER BY _row LIMIT 1"
+        con, f"SELECT _row, CAST(item_key AS VARCHAR) FROM {raw} ANTI JOIN raw_items USING (item_key)"
+             " ORDER BY _row LIMIT 1"
     )
     raise HarnessError(
         f"logs: {table.where(row)}: item_id {key!r} is not in {items.path.name}"
