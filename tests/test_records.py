@@ -12,8 +12,9 @@ import harness.records.files as files_module
 from harness.errors import HarnessError
 from harness.evaluation.comparison import paired_tests
 from harness.io import process_start_time
-from harness.metrics import Metric, metrics_block, recall_at_k, registry, score, standard_metrics
+from harness.metrics import Metric, recall_at_k, registry, score, standard_metrics
 from harness.records.files import recover_record_folder
+from harness.records.per_query import metrics_blocks, per_query_frame, query_means
 from harness.records import (
     SCHEMA_VERSION,
     load_schema,
@@ -21,7 +22,6 @@ from harness.records import (
     read_per_query,
     read_record,
     read_record_folder,
-    seed_averaged,
     validate_record,
     write_record_folder,
     write_trec_qrels,
@@ -264,11 +264,12 @@ def _same_targets_inputs(seeds=(0, 1)):
     record["units"] = [{"seed": s, "status": "ok", "error": None} for s in seeds]
     record["submission"]["tasks"] = ["rec"]
     record["submission"]["references"] = {}
-    record["metrics"] = {"rec": metrics_block(values_by_seed)}
+    table = pa.concat_tables(tables)
+    record["metrics"] = metrics_blocks(per_query_frame(table))
     record["significance"] = {}
     record["lists"] = {"rec": record["lists"]["rec"]}
     del record["files"]
-    return record, pa.concat_tables(tables), {"rec": runs}, {"rec": (qids, offsets, items)}, values_by_seed
+    return record, table, {"rec": runs}, {"rec": (qids, offsets, items)}, values_by_seed
 
 
 def test_write_then_read_a_complete_folder(tmp_path):
@@ -404,7 +405,7 @@ def test_rewriting_with_fewer_seeds_drops_stale_files_only(tmp_path):
     (tmp_path / "notes.txt").write_text("someone else's file")
     write_record_folder(tmp_path, record, per_query=table, runs=runs, qrels=qrels, item_keys=ITEM_KEYS)
     record["seeds"], record["units"] = [0], record["units"][:1]
-    record["metrics"]["rec"] = metrics_block({0: values_by_seed[0]})
+    record["metrics"] = metrics_blocks(per_query_frame(table.slice(0, 30)))  # seed 0's rows
     write_record_folder(
         tmp_path, record, per_query=None, runs={"rec": {0: runs["rec"][0]}}, qrels=qrels, item_keys=ITEM_KEYS
     )
@@ -439,37 +440,29 @@ def test_per_query_table_stores_out_of_segment_as_null_and_round_trips(tmp_path)
     table = per_query_table("search", 3, ["a", "b"], values)
     assert table.column_names == ["task", "seed", "qid", "R@1", "R@1/head"]
     assert table["R@1/head"].null_count == 1
-    qids, averaged = seed_averaged(table, "search")
-    assert list(qids) == ["a", "b"]
-    np.testing.assert_array_equal(averaged[Metric("R", 1, "head")], [np.nan, 0.5])
+    assert query_means(per_query_frame(table)).select("query", "R@1/head").rows() == [("a", None), ("b", 0.5)]
     with pytest.raises(HarnessError, match="R@1"):
         per_query_table("search", 3, ["a"], values)
 
 
 def test_seed_averages_pair_by_query_id():
     _, table, _, _, values_by_seed = _same_targets_inputs()
-    ours_qids, ours = seed_averaged(table, "rec")
-    assert list(ours_qids) == sorted(ours_qids)
-    # the same values as averaging the arrays directly, reordered by sorted qid
-    order = np.argsort(np.array([f"u{q}" for q in range(30)]))
+    ours = query_means(per_query_frame(table))
+    assert ours.get_column("query").to_list() == [f"u{q}" for q in range(30)]  # the file's order
     for metric in standard_metrics([1, 10]):
         direct = (values_by_seed[0][metric] + values_by_seed[1][metric]) / 2
-        np.testing.assert_allclose(ours[metric], direct[order])
-    ref_qids, reference = seed_averaged(table.slice(0, 30), "rec")  # seed 0 only
-    np.testing.assert_allclose(reference[Metric("R", 10)], values_by_seed[0][Metric("R", 10)][order])
+        np.testing.assert_array_equal(ours.get_column(str(metric)).to_numpy(), direct)
+    reference = query_means(per_query_frame(table.slice(0, 30)))  # seed 0 only
     # the evaluation stage pairs the two tables on the query id, whatever their order
-    shuffled = np.random.default_rng(0).permutation(len(ref_qids))
-    tests, missing = paired_tests(ours_qids, ours, ref_qids[shuffled], {m: v[shuffled] for m, v in reference.items()},
-                                  [Metric("R", 10)], alpha=0.05, source="x", reference_source="y")
-    assert missing == [] and tests[0].mean == pytest.approx(np.mean(ours[Metric("R", 10)]))
-    assert tests[0].reference_mean == pytest.approx(np.mean(values_by_seed[0][Metric("R", 10)]))
-    tests, missing = paired_tests(ours_qids, ours, ref_qids, reference, [Metric("nDCG", 10)], alpha=0.05, source="x",
-                                  reference_source="y")
+    shuffled = reference.sample(fraction=1.0, shuffle=True, seed=0)
+    tests, missing = paired_tests(ours, shuffled, [Metric("R", 10)], alpha=0.05, source="x", reference_source="y")
+    assert missing == [] and tests[0].mean == np.mean(ours.get_column("R@10").to_numpy())
+    assert tests[0].reference_mean == np.mean(values_by_seed[0][Metric("R", 10)])
+    tests, missing = paired_tests(ours, reference, [Metric("nDCG", 10)], alpha=0.05, source="x", reference_source="y")
     assert tests == [] and missing == [Metric("nDCG", 10)]
-    _, shorter = seed_averaged(table.slice(0, 29), "rec")
+    shorter = query_means(per_query_frame(table.slice(0, 29)))
     with pytest.raises(HarnessError, match="x and y: they score different queries"):
-        paired_tests(ours_qids, ours, ref_qids[:29], shorter, [Metric("R", 10)], alpha=0.05, source="x",
-                     reference_source="y")
+        paired_tests(ours, shorter, [Metric("R", 10)], alpha=0.05, source="x", reference_source="y")
 
 
 def test_bad_per_query_file_is_reported(tmp_path):

@@ -17,8 +17,9 @@ from harness import __version__
 from harness.evaluation.diagnostics import diagnostics
 from harness.evaluation.scoring import score_units
 from harness.evaluation.significance import significance
-from harness.metrics.measures import metrics_block, registry
+from harness.metrics.measures import registry
 from harness.records.files import per_query_table, write_record_folder
+from harness.records.per_query import check_same_queries_every_seed, metrics_blocks, per_query_frame
 from harness.records.provenance import PROTOCOL_VERSION, environment, git_commit, protocol_params
 from harness.records.validate import SCHEMA_VERSION
 
@@ -32,7 +33,14 @@ def assemble_and_write(*, sub, ds, folder: Path, units, decoding: str, out_dir: 
     params = protocol_params(ds.headline_k, head_fraction, decoding)
     ok_units = sorted((u for u in units if u.status == "ok"), key=lambda u: u.seed)
     scores = score_units(ds, sub.tasks, ok_units, params["ks"])
-    tested, comparison_notes = significance(sub=sub, ds=ds, decoding=decoding, out_dir=out_dir, scores=scores,
+    tables = [per_query_table(task, seed, s.targets.qids, values)
+              for task, s in scores.items() for seed, values in s.per_seed.items()]
+    per_query = pa.concat_tables(tables) if tables else None
+    # Every number below is aggregated from this table, as the verifier recomputes it from the file.
+    values = per_query_frame(per_query, dataset=ds.name, submission=sub.name) if per_query is not None else None
+    if values is not None:
+        check_same_queries_every_seed(values)
+    tested, comparison_notes = significance(sub=sub, ds=ds, decoding=decoding, out_dir=out_dir, values=values,
                                             params=params, my_seeds=[u.seed for u in ok_units],
                                             reference_folders=reference_folders)
     diagnosed: dict[str, Any] = {"comparison_notes": comparison_notes} if comparison_notes else {}
@@ -50,7 +58,7 @@ def assemble_and_write(*, sub, ds, folder: Path, units, decoding: str, out_dir: 
             for u in units
         ],
         "measures": list(registry()),
-        "metrics": {task: metrics_block(s.per_seed) for task, s in scores.items()},
+        "metrics": metrics_blocks(values) if values is not None else {},
         "lists": list_stats(ok_units, sub.tasks, params["depth"]),
         "significance": tested,
         "diagnostics": diagnosed,
@@ -62,12 +70,10 @@ def assemble_and_write(*, sub, ds, folder: Path, units, decoding: str, out_dir: 
         },
     }
     catalogue = ds.catalogue()
-    tables = [per_query_table(task, seed, s.targets.qids, values)
-              for task, s in scores.items() for seed, values in s.per_seed.items()]
     return write_record_folder(
         folder,
         record,
-        per_query=pa.concat_tables(tables) if tables else None,
+        per_query=per_query,
         runs={task: {unit.seed: (s.targets.qids, unit.rankings[task]) for unit in ok_units} for task, s in scores.items()},
         qrels={task: (s.targets.qids, s.targets.rel_offsets, s.targets.rel_items) for task, s in scores.items()},
         item_keys=[str(k) for k in catalogue.item_key],

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.metrics.measures import HEADLINE_MEASURE, SEGMENTS, Metric, seed_average
+from harness.metrics.measures import HEADLINE_MEASURE, SEGMENTS, Metric
 from harness.metrics.scoring import score
 
 
@@ -30,10 +30,6 @@ class TaskScores:
 
     targets: Targets
     per_seed: dict[int, dict[Metric, np.ndarray]]
-
-    def seed_mean(self) -> dict[Metric, np.ndarray]:
-        """Per-query values averaged over seeds (what the significance tests compare)."""
-        return seed_average(self.per_seed)
 
 
 def targets(ds, task: str) -> Targets:

@@ -12,37 +12,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
+import polars as pl
 import pyarrow.compute as pc
 
 from harness.errors import HarnessError
 from harness.evaluation.comparison import paired_tests
-from harness.evaluation.scoring import TaskScores, headline_metrics
+from harness.evaluation.scoring import headline_metrics
 from harness.metrics.significance import compare
-from harness.records.files import read_per_query, seed_averaged
+from harness.records.files import read_per_query
+from harness.records.per_query import ROW_KEYS, per_query_frame, query_means
 from harness.records.provenance import PROTOCOL_VERSION, results_folder
 from harness.records.record import ResultRecord
 
 
-def significance(*, sub, ds, decoding: str, out_dir: Path, scores: dict[str, TaskScores], params: dict[str, Any],
+def significance(*, sub, ds, decoding: str, out_dir: Path, values: pl.DataFrame | None, params: dict[str, Any],
                  my_seeds: list[int], reference_folders: Mapping[str, Path] | None = None
                  ) -> tuple[dict[str, list], list[dict[str, Any]]]:
-    """({task: [test rows]}, comparison notes). `reference_folders`: {reference: its record folder} for references
-    read from elsewhere than `out_dir` (published records, harness.evaluation.published)."""
+    """({task: [test rows]}, comparison notes). `values`: the submission's per-query values (per_query_frame of
+    harness.records.per_query; None when no unit finished). `reference_folders`: {reference: its record folder} for
+    references read from elsewhere than `out_dir` (published records, harness.evaluation.published)."""
     notes: list[dict[str, Any]] = []
     rows: list[tuple[str, str, str, Any]] = []  # (task, reference, fingerprint, test)
+    metrics = headline_metrics(params["headline_k"])
+    tested = None if values is None else values.select(*ROW_KEYS, *(name for name in map(str, metrics)
+                                                                    if name in values.columns))
+    tasks = set() if tested is None else set(tested.get_column("task").unique())
     for task, reference in sorted(sub.references.items()):
-        if task not in scores:
+        if task not in tasks:
             continue
         folder = (reference_folders or {}).get(reference) or results_folder(out_dir, ds.name, reference, decoding)
-        found = _reference_scores(sub, ds, decoding, out_dir, folder, task, reference, my_seeds)
+        found = _reference_scores(sub, ds, decoding, out_dir, folder, task, reference, my_seeds, metrics)
         if isinstance(found, dict):
             notes.append(found)
             continue
-        fingerprint, ref_qids, ref_values, seeds_note = found
+        fingerprint, ref_values, seeds_note = found
         try:
-            tests, _ = paired_tests(scores[task].targets.qids, scores[task].seed_mean(), ref_qids, ref_values,
-                                    headline_metrics(params["headline_k"]), alpha=params["alpha"],
+            tests, _ = paired_tests(query_means(tested.filter(task=task)), ref_values, metrics, alpha=params["alpha"],
                                     source=sub.name, reference_source=reference)
         except HarnessError:
             notes.append(_note(task, reference, f"reference {reference!r} scored other queries; not compared"))
@@ -63,9 +68,9 @@ def _note(task: str, reference: str, text: str, missing: bool = True) -> dict[st
     return {"task": task, "reference": reference, "missing": missing, "note": text}
 
 
-def _reference_scores(sub, ds, decoding, out_dir, folder, task, reference, my_seeds):
-    """(fingerprint, query ids, {Metric: seed-averaged values}, a note on other seeds or None) of the reference's
-    record in `folder`, or the note saying why there is none to compare with."""
+def _reference_scores(sub, ds, decoding, out_dir, folder, task, reference, my_seeds, metrics):
+    """(fingerprint, the seed-averaged values of `metrics` (query_means), a note on other seeds or None) of the
+    reference's record in `folder`, or the note saying why there is none to compare with."""
     if not (folder / "record.json").is_file():
         return _note(task, reference, f"reference {reference!r} has no record for {ds.name} (decoding {decoding}) "
                                       f"under {out_dir}; run `python -m harness run submissions/{sub.name}` again (it "
@@ -87,12 +92,12 @@ def _reference_scores(sub, ds, decoding, out_dir, folder, task, reference, my_se
         why = f" ({error.type}: {error.message})" if error else ""
         return _note(task, reference, f"comparison missing: every seed of reference {reference!r} failed{why}")
     table = read_per_query(folder)
-    if table is None or not pc.any(pc.equal(table["task"], task)).as_py():
+    if not pc.any(pc.equal(table["task"], task)).as_py():
         return _note(task, reference, f"comparison missing: reference {reference!r} has no per-query scores for {task}")
-    qids, values = seed_averaged(table, task)  # the same averaging the gate reads records with
+    values = per_query_frame(table, dataset=ds.name, submission=reference, metrics=metrics).filter(task=task)
     seeds_note = None
     if ref_ok != my_seeds:
         seeds_note = _note(task, reference, f"compared over different seeds: reference {reference!r} finished seeds "
                                             f"{ref_ok}, this submission {my_seeds}; each side is averaged over its own",
                            missing=False)
-    return record.dataset.fingerprint, list(qids), values, seeds_note
+    return record.dataset.fingerprint, query_means(values), seeds_note

@@ -15,7 +15,9 @@ listed in `unverified`, never passed over silently):
    reference's record, the rows are checked for what they say of the record itself (its mean, Holm over its p-values,
    `significant`).
 
-Numbers agree within 1e-9 (seed averaging may round in another order); counts, seeds and verdicts exactly.
+Steps 2 and 3 aggregate with harness.records.per_query, the writer's own code, in the writer's order: a record of this
+harness gives its numbers back bit for bit. Numbers agree within 1e-9 all the same, for records written by earlier
+versions (which averaged seeds in another order); counts, seeds and verdicts exactly.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv
@@ -35,12 +38,12 @@ from harness.evaluation.comparison import paired_tests
 from harness.metrics.measures import Metric, registry
 from harness.metrics.scoring import score
 from harness.metrics.significance import compare, holm
-from harness.records.files import RECORD_FILE, read_per_query, read_record_folder, seed_averaged
+from harness.records.files import KEY_COLUMNS, RECORD_FILE, read_per_query, read_record_folder
+from harness.records.per_query import metrics_blocks, over_seeds, per_query_frame, query_means
 from harness.records.provenance import results_folder
 from harness.records.record import ResultRecord
 
 TOLERANCE = 1e-9
-_KEY_COLUMNS = ("task", "seed", "qid")
 
 
 @dataclass(frozen=True)
@@ -218,32 +221,28 @@ def _check_lists(record: ResultRecord, folder: Path, task: str, seed: int, ranki
 
 def _check_metrics(record: ResultRecord, folder: Path, table: pa.Table, result: Verification) -> None:
     file = str(folder / RECORD_FILE)
-    columns = {name for name in table.column_names if name not in _KEY_COLUMNS}
+    columns = {name for name in table.column_names if name not in KEY_COLUMNS}
+    recomputed = metrics_blocks(per_query_frame(table))  # what the writer computes, from the file instead of memory
     for task, block in record.metrics.items():
         stored_rows = table.filter(pc.equal(table["task"], task))
         seeds = sorted(set(stored_rows["seed"].to_pylist()))
         if seeds != sorted(record.ok_seeds):
             result.mismatches.append(Mismatch(file, f"$.units (task {task})", f"finished seeds {sorted(record.ok_seeds)}",
                                               f"seeds {seeds} in per_query.parquet"))
-        _, averaged = seed_averaged(table, task)
-        by_name = {str(metric): values for metric, values in averaged.items()}
         for name, value in sorted(block.items()):
             path = f"$.metrics.{task}['{name}']"
             if name not in columns:
                 result.mismatches.append(Mismatch(file, path, value.mean, "no such column in per_query.parquet"))
                 continue
-            values = by_name[name]
-            n = int(np.isfinite(values).sum())
-            if n != value.n:
-                result.mismatches.append(Mismatch(file, f"{path}.n", value.n, n))
-            mean = float(np.nanmean(values)) if n else None
-            if not _same(value.mean, mean):
-                result.mismatches.append(Mismatch(file, f"{path}.mean", value.mean, mean))
+            fresh = recomputed.get(task, {}).get(name, {"mean": None, "n": 0, "per_seed": {}})
+            if fresh["n"] != value.n:
+                result.mismatches.append(Mismatch(file, f"{path}.n", value.n, fresh["n"]))
+            if not _same(value.mean, fresh["mean"]):
+                result.mismatches.append(Mismatch(file, f"{path}.mean", value.mean, fresh["mean"]))
             for seed, stored in sorted(value.per_seed.items()):
-                column = _per_query_rows(table, task, seed)[name].to_numpy(zero_copy_only=False).astype(np.float64)
-                recomputed = float(np.nanmean(column)) if np.isfinite(column).any() else None
-                if not _same(stored, recomputed):
-                    result.mismatches.append(Mismatch(file, f"{path}.per_seed['{seed}']", stored, recomputed))
+                recomputed_seed = fresh["per_seed"].get(str(seed))
+                if not _same(stored, recomputed_seed):
+                    result.mismatches.append(Mismatch(file, f"{path}.per_seed['{seed}']", stored, recomputed_seed))
         missing = sorted(columns - set(block))
         if missing:
             result.unverified.append(f"{task}: per-query columns the record states no metric for: {missing[:3]}")
@@ -254,12 +253,15 @@ def _check_metrics_without_values(record: ResultRecord, folder: Path, result: Ve
     """No per-query values: only what the record says of itself (the mean is the mean of the per-seed means)."""
     if record.metrics:
         result.unverified.append("metrics: the record has no per-query values to recompute them from")
-    for task, block in record.metrics.items():
-        for name, value in block.items():
-            per_seed = [v for v in value.per_seed.values() if v is not None]
-            if per_seed and not _same(value.mean, float(np.mean(per_seed))):
-                result.mismatches.append(Mismatch(str(folder / RECORD_FILE), f"$.metrics.{task}['{name}'].mean",
-                                                  value.mean, float(np.mean(per_seed))))
+    per_seed = pl.DataFrame([(task, name, seed, mean) for task, block in record.metrics.items()
+                             for name, value in block.items() for seed, mean in value.per_seed.items()],
+                            schema={"task": pl.String, "metric": pl.String, "seed": pl.Int64, "value": pl.Float64},
+                            orient="row")
+    for task, name, _, mean, _ in over_seeds(per_seed, ["task", "metric"]).iter_rows():
+        stored = record.metrics[task][name].mean
+        if not _same(stored, mean):
+            result.mismatches.append(Mismatch(str(folder / RECORD_FILE), f"$.metrics.{task}['{name}'].mean", stored,
+                                              mean))
 
 
 # ---- 3. significance ---------------------------------------------------------------------------------------------
@@ -328,11 +330,11 @@ def _recompute_tests(record: ResultRecord, table, roots: list[Path], rows, resul
             result.unverified.append(f"significance: the reference {reference!r} has no usable record under {where} "
                                      "(checked for what the rows say of this record only)")
             return None
-        qids, values = seed_averaged(table, task)
-        ref_qids, ref_values = seed_averaged(ref_table, task)
-        tests, missing = paired_tests(list(qids), values, list(ref_qids), ref_values, [Metric.parse(n) for n in names],
-                                      alpha=record.significance[task][0].alpha, source=str(record.source),
-                                      reference_source=str(ref_folder))
+        metrics = [Metric.parse(n) for n in names]
+        values, ref_values = (query_means(per_query_frame(t, metrics=metrics).filter(task=task))
+                              for t in (table, ref_table))
+        tests, missing = paired_tests(values, ref_values, metrics, alpha=record.significance[task][0].alpha,
+                                      source=str(record.source), reference_source=str(ref_folder))
         if missing:
             result.unverified.append(f"significance: {[str(m) for m in missing]} missing from a per-query file")
             return None

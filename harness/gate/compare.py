@@ -24,7 +24,7 @@ from harness.gate.baseline import RecordFolder
 from harness.gate.profiles import METRIC_SETS
 from harness.metrics.measures import SEGMENTS, Metric
 from harness.metrics.significance import PairedTTest, compare
-from harness.records.files import read_per_query, seed_averaged
+from harness.records.per_query import query_means, record_values
 from harness.records.record import ResultRecord
 
 
@@ -100,13 +100,14 @@ def compare_pair(now: RecordFolder, base: RecordFolder, *, alpha: float, metrics
     if now.record.files.per_query is None:
         problems.append(f"{label}: the new record has no per-query scores (no unit finished)")
         return tests, problems
-    now_table, base_table = read_per_query(now.folder), read_per_query(base.folder)
+    wanted = gate_metrics(base.record, metrics)
+    now_values = query_means(record_values(now.folder, now.record, wanted))
+    base_values = query_means(record_values(base.folder, base.record, wanted))
     for task in sorted(base.record.metric_tasks):
         if task not in now.record.metric_tasks:
             problems.append(f"{label}: the baseline scores task {task!r}, the new record does not")
             continue
-        (qids, values), (ref_qids, reference) = seed_averaged(now_table, task), seed_averaged(base_table, task)
-        found, missing = paired_tests(qids, values, ref_qids, reference, gate_metrics(base.record, metrics), alpha=alpha,
+        found, missing = paired_tests(now_values.filter(task=task), base_values.filter(task=task), wanted, alpha=alpha,
                                       source=f"{now.folder} (task {task!r})", reference_source=str(base.folder))
         problems.extend(f"{label}: {task} {metric} is missing from one side's per-query scores" for metric in missing)
         tests.extend(_Pending(now.submission, now.dataset, task, test) for test in found)

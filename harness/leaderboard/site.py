@@ -36,7 +36,14 @@ from harness.leaderboard.diagnostics import DiagnosticsView, diagnostics_view
 from harness.leaderboard.experiments import ExperimentView, build_experiment_view, experiment_ids, experiment_page
 from harness.leaderboard.publish import prepare, publish
 from harness.leaderboard.record_views import RecordView, data_files, metric_rows, significance_rows, unit_rows
-from harness.leaderboard.tables import SIGNIFICANT_MARK, SMALL_N, TASK_TITLES, Table, build_table
+from harness.leaderboard.tables import (
+    SIGNIFICANT_MARK,
+    SMALL_N,
+    TASK_TITLES,
+    Table,
+    build_table,
+    seed_spreads,
+)
 from harness.leaderboard.views import FigureCopy, FigureFinder, format_scalar, format_seconds, short_fingerprint, slugs, to_tree
 from harness.metrics.measures import HEADLINE_MEASURE, registry
 from harness.protocol.decodings import DEFAULT as DEFAULT_DECODING
@@ -199,7 +206,8 @@ def _group_view(site: Site, group: Group) -> GroupView:
     params = group.protocol_params()
     # Measures this harness knows (a record from a harness with more measures shows those it can name).
     measures = [code for code in group.measures if code in registry()]
-    tables = [build_table(group, k, _table_id(gid, measure, k), measure) for measure in measures
+    spreads = seed_spreads(group)
+    tables = [build_table(group, k, _table_id(gid, measure, k), measure, spreads) for measure in measures
               for k in headline_first(group.ks, group.headline_k)]
     return GroupView(
         measures=[(code, registry()[code].title) for code in measures],

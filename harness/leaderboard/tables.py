@@ -23,11 +23,13 @@ the page as well:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+
+import polars as pl
 
 from harness.leaderboard.collect import Group, LoadedRecord
 from harness.metrics.measures import HEADLINE_MEASURE, SEGMENTS, Metric, registry
+from harness.records.per_query import over_seeds
 from harness.records.record import SignificanceRow
 
 TASKS = ("rec", "search")
@@ -125,20 +127,33 @@ def format_percent(change: float) -> str:
     return f"{sign}{abs(rounded):,}%"
 
 
-def sample_sd(values: list[float]) -> float:
-    """The sample standard deviation (ddof=1) of two or more values, in floats (statistics.stdev computes exactly, in
-    fractions: as long as all the rest of a 1,000-record site's tables)."""
-    mean = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (len(values) - 1))
+def seed_spreads(group: Group) -> list[dict[tuple[str, str], float]]:
+    """Per record of the group, in its order: {(task, metric): the sample standard deviation (ddof=1) of the per-seed
+    means} for every value with two or more finished seeds. One polars pass over the whole group
+    (harness.records.per_query.over_seeds, as tools/seed_table.py)."""
+    per_seed = pl.DataFrame(
+        [(i, task, name, seed, x) for i, r in enumerate(group.records) for task, block in r.record.metrics.items()
+         for name, value in block.items() for seed, x in value.per_seed.items()],
+        schema={"record": pl.Int64, "task": pl.String, "metric": pl.String, "seed": pl.Int64, "value": pl.Float64},
+        orient="row",
+    )
+    spreads: list[dict[tuple[str, str], float]] = [{} for _ in group.records]
+    for i, task, metric, _, sd in over_seeds(per_seed, ["record", "task", "metric"], mean=False).iter_rows():
+        if sd is not None:
+            spreads[i][(task, metric)] = sd
+    return spreads
 
 
-def build_table(group: Group, k: int, table_id: str, measure: str = HEADLINE_MEASURE) -> Table:
-    """The table of one measure at one cutoff (a registered measure: harness.metrics.measures.registry)."""
+def build_table(group: Group, k: int, table_id: str, measure: str = HEADLINE_MEASURE,
+                spreads: list[dict[tuple[str, str], float]] | None = None) -> Table:
+    """The table of one measure at one cutoff (a registered measure: harness.metrics.measures.registry).
+    `spreads`: the group's seed_spreads, when already computed for another of its tables."""
     names = {(task, segment): str(Metric(measure, k, segment)) for task in TASKS for segment in SEGMENTS}
     columns = [Column(task, segment, name, _segment_size(group, task, name)) for (task, segment), name in names.items()]
     by_name = group.by_name()
     notes: list[str] = []
-    rows = [_row(r, columns, by_name, notes) for r in group.records]
+    spreads = seed_spreads(group) if spreads is None else spreads
+    rows = [_row(r, columns, by_name, notes, spread) for r, spread in zip(group.records, spreads, strict=True)]
     _mark_best(rows, len(columns))
     for row in rows:
         for cell, column in zip(row.cells, columns):
@@ -156,13 +171,15 @@ def _segment_size(group: Group, task: str, metric: str) -> int | None:
     return None
 
 
-def _row(r: LoadedRecord, columns: list[Column], by_name: dict[str, LoadedRecord], notes: list[str]) -> Row:
-    cells = [_cell(r, column, by_name, notes) for column in columns]
+def _row(r: LoadedRecord, columns: list[Column], by_name: dict[str, LoadedRecord], notes: list[str],
+         spreads: dict[tuple[str, str], float]) -> Row:
+    cells = [_cell(r, column, by_name, notes, spreads) for column in columns]
     return Row(r.name, r.display_name, r.kind, cells, failed_seeds=len(r.failed_units), seeds=len(r.record.seeds),
                finished_seeds=tuple(r.record.ok_seeds))
 
 
-def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], notes: list[str]) -> Cell:
+def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], notes: list[str],
+          spreads: dict[tuple[str, str], float]) -> Cell:
     task, metric = column.task, column.metric
     if task not in r.tasks:
         return Cell("n/a", "", title=f"{r.display_name} does not serve {TASK_TITLES[task].lower()}")
@@ -177,7 +194,7 @@ def _cell(r: LoadedRecord, column: Column, by_name: dict[str, LoadedRecord], not
     lines = [f"{r.display_name}, {TASK_TITLES[task].lower()} {metric} = {mean:.4f} over {value.n:,} queries"]
     per_seed = {seed: float(x) for seed, x in sorted(value.per_seed.items()) if x is not None}
     if len(per_seed) >= 2:
-        sd = sample_sd(list(per_seed.values()))
+        sd = spreads[(task, metric)]
         cell.spread = f"± {sd:.{DECIMALS}f}"
         lines.append(f"mean of {len(per_seed)} seeds, sample sd {sd:.4f} (seeds: "
                      + ", ".join(f"{seed}: {x:.4f}" for seed, x in per_seed.items()) + ")")

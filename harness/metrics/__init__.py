@@ -9,12 +9,9 @@ from harness.metrics.measures import (
     SEGMENTS,
     Measure,
     Metric,
-    metrics_block,
-    seed_average,
     register,
     registry,
     standard_metrics,
-    summarise,
 )
 from harness.metrics.measures import SegmentHits
 from harness.metrics.scoring import recall_at_k, score, segment_counts
@@ -30,12 +27,9 @@ __all__ = [
     "register",
     "registry",
     "score",
-    "metrics_block",
     "recall_at_k",
-    "seed_average",
     "segment_counts",
     "standard_metrics",
-    "summarise",
     "PairedTTest",
     "paired_ttest",
     "holm",

@@ -19,7 +19,7 @@ import numbers
 import pkgutil
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -175,65 +175,3 @@ def check_cutoff(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise HarnessError(f"metric cutoff k={k!r} must be a positive integer")
     return int(k)
-
-
-# --- Aggregation over queries and seeds (measure-agnostic: works on any {Metric: per-query values}) ---
-
-
-def summarise(values: Mapping[Metric, np.ndarray]) -> dict[Metric, tuple[float | None, int]]:
-    """(mean, n) per metric over the queries in its segment (non-NaN); mean is None when n == 0."""
-    out = {}
-    for metric, v in values.items():
-        defined = v[~np.isnan(v)]
-        out[metric] = (float(defined.mean()) if len(defined) else None, int(len(defined)))
-    return out
-
-
-def seed_average(per_seed: Mapping[int, Mapping[Metric, np.ndarray]]) -> dict[Metric, np.ndarray]:
-    """Per-query values averaged over seeds (what the significance test compares); NaN outside a segment."""
-    seeds = _same_queries_every_seed(per_seed)
-    metrics = per_seed[seeds[0]].keys() if seeds else ()
-    with np.errstate(invalid="ignore"):  # a query's segment does not depend on the seed: NaNs line up
-        return {m: np.stack([per_seed[s][m] for s in seeds]).mean(axis=0) for m in metrics}
-
-
-def metrics_block(per_seed: Mapping[int, Mapping[Metric, np.ndarray]]) -> dict[str, dict]:
-    """The result record's metrics for one task: {"R@10": {"mean", "n", "per_seed": {"0": ...}}}.
-
-    `per_seed` holds the seeds whose unit finished. "mean" is the mean over the segment's queries of the
-    seed-averaged per-query values (`seed_average`, what the tests compare), which equals the mean of the
-    per-seed means because every seed scores the same queries in the same segments. "n" is the number of
-    queries in the metric's segment. The record writer uses exactly this: one implementation.
-    """
-    seeds = _same_queries_every_seed(per_seed)
-    if not seeds:
-        return {}
-    averaged = seed_average(per_seed)
-    summaries = {seed: summarise(per_seed[seed]) for seed in seeds}
-    block = {}
-    for metric in sorted(per_seed[seeds[0]]):
-        n = int(np.isfinite(averaged[metric]).sum())
-        block[str(metric)] = {
-            "mean": float(np.nanmean(averaged[metric])) if n else None,
-            "n": n,
-            "per_seed": {str(seed): summaries[seed][metric][0] for seed in seeds},
-        }
-    return block
-
-
-def _same_queries_every_seed(per_seed: Mapping[int, Mapping[Metric, np.ndarray]]) -> list[int]:
-    """Seeds in order, after checking they share metrics, query count and segment membership."""
-    seeds = sorted(per_seed)
-    if not seeds:
-        return seeds
-    first = per_seed[seeds[0]]
-    for seed in seeds[1:]:
-        other = per_seed[seed]
-        if set(other) != set(first):
-            raise HarnessError(
-                f"seed {seed} has metrics {sorted(map(str, other))}, seed {seeds[0]} has {sorted(map(str, first))}"
-            )
-        for metric, values in first.items():
-            if other[metric].shape != values.shape or (np.isnan(other[metric]) != np.isnan(values)).any():
-                raise HarnessError(f"seed {seed} and seed {seeds[0]} do not score the same queries for {metric}")
-    return seeds

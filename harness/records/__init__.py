@@ -1,6 +1,7 @@
 """The standard result format: a versioned JSON Schema, the validator every reader uses, the typed record every
 reader goes through (ResultRecord), and the record folder (record.json, per-query Parquet, TREC run and qrels
-files). pyarrow loads only when a Parquet or TREC file is read or written."""
+files). pyarrow loads only when a Parquet or TREC file is read or written; polars only with harness.records.per_query
+(per-query values as one long table and every aggregation of them), which its users import themselves."""
 
 from harness.records.files import (
     PER_QUERY_FILE,
@@ -11,7 +12,6 @@ from harness.records.files import (
     read_per_query,
     read_record_folder,
     run_file_name,
-    seed_averaged,
     write_record_folder,
     write_trec_qrels,
     write_trec_run,
@@ -32,7 +32,6 @@ __all__ = [
     "read_record",
     "read_record_folder",
     "run_file_name",
-    "seed_averaged",
     "validate_record",
     "write_record_folder",
     "write_trec_qrels",

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 RECORD_FILE = "record.json"
 PER_QUERY_FILE = "per_query.parquet"
-_KEY_COLUMNS = ("task", "seed", "qid")
+KEY_COLUMNS = ("task", "seed", "qid")  # per_query.parquet's first columns; the rest are metrics
 # Files this module owns inside a record folder (stale ones are removed when a record is rewritten).
 _MANAGED = re.compile(r"^(?:per_query\.parquet|[a-z]+\.seed[0-9]+\.run|[a-z]+\.qrels|[a-z]+\.head)$")
 _WHITESPACE = re.compile(r"\s")
@@ -274,27 +274,12 @@ def read_per_query(folder: str | Path) -> "pyarrow.Table":
     return table
 
 
-def seed_averaged(table: "pyarrow.Table", task: str) -> tuple[np.ndarray, dict[Metric, np.ndarray]]:
-    """(query ids sorted, {Metric: per-query value averaged over seeds}) for one task; NaN outside a segment."""
-    import pyarrow.compute as pc
-
-    rows = table.filter(pc.equal(table["task"], task))
-    metric_columns = [name for name in table.column_names if name not in _KEY_COLUMNS]
-    grouped = rows.group_by("qid").aggregate([(name, "mean") for name in metric_columns]).sort_by("qid")
-    qids = np.asarray(grouped["qid"].to_pylist(), dtype=object)
-    values = {
-        Metric.parse(name): grouped[f"{name}_mean"].to_numpy(zero_copy_only=False).astype(np.float64)
-        for name in metric_columns
-    }
-    return qids, values
-
-
 def _check_per_query_columns(table: "pyarrow.Table", *, source: str) -> None:
     import pyarrow as pa
 
     names = table.column_names
-    if tuple(names[:3]) != _KEY_COLUMNS:
-        raise HarnessError(f"{source}: the first columns must be {list(_KEY_COLUMNS)}, got {names[:3]}")
+    if tuple(names[:3]) != KEY_COLUMNS:
+        raise HarnessError(f"{source}: the first columns must be {list(KEY_COLUMNS)}, got {names[:3]}")
     for name in names[3:]:
         try:
             Metric.parse(name)
