@@ -280,7 +280,7 @@ def test_projection_says_which_unit_to_retrain_when_embeddings_are_missing(subs,
 def test_bad_options_are_clear_errors(subs, tmp_path, capsys):
     out = tmp_path / "exp"
     assert experiment(subs, out, "sim4") == 2
-    assert "experiment 'sim4' is unknown; known: sim1, sim2, sim3, cap, projection" in capsys.readouterr().err
+    assert "experiment 'sim4' is unknown; known: sim1, sim2, sim3, cap, ids, projection" in capsys.readouterr().err
     assert experiment(subs, out, "sim2", "--levels", "1.5") == 2
     assert "sim2 levels (q_match): 1.5 is outside [0, 1]" in capsys.readouterr().err
     assert experiment(subs, out, "cap", "--caps", "0") == 2

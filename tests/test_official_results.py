@@ -37,6 +37,9 @@ FEWER_SEEDS: dict[tuple[str, str], list[int]] = {
     ("ml-small", "joint_t5"): [0],
     ("ml-small", "rec_t5"): [0],
     ("ml-small", "search_t5"): [0],
+    ("ml-small", "joint_t5_semantic"): [0],
+    ("ml-small", "rec_t5_semantic"): [0],
+    ("ml-small", "search_t5_semantic"): [0],
 }
 # (dataset, submission) not published, and why.
 MISSING: dict[tuple[str, str], str] = {}

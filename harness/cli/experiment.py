@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--caps", type=int, nargs="+", metavar="N", help="cap: caps per item (default 5 10 50 500)")
     run.add_argument("--tasks", nargs="+", choices=("rec", "search"), help="cap: target tasks (default both)")
     run.add_argument("--dataset", "-d", help="cap, projection: the dataset spec (defaults: sim1, sim2)")
+    run.add_argument("--datasets", nargs="+", metavar="SPEC", help="ids: dataset specs (default sim1 sim2 sim3)")
+    run.add_argument("--sources", nargs="+", metavar="SOURCE",
+                     help="ids: item-vector sources of the semantic IDs (default: content collaborative concat multitask)")
+    run.add_argument("--codes", type=int, nargs="+", metavar="C",
+                     help="ids: codes per level, one scheme per value (default: 8; ml-small 32 over 3 levels)")
+    run.add_argument("--no-atomic", action="store_true", help="ids: leave out the atomic-ID rows")
     run.add_argument("--method", choices=("auto", "tsne", "pca"), default="auto", help="projection: 2-D method")
     run.add_argument("--cache-dir", type=Path, help="compiled datasets and work folders (default: $HARNESS_CACHE_DIR)")
     run.add_argument("--progress", action="store_true", help="progress bars while retrieving")

@@ -250,6 +250,38 @@ def plot_cap(
                       references=references, log_x=True)
 
 
+def plot_id_schemes(
+    values: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike,
+    *,
+    metric: str,
+    title: str | None = None,
+) -> dict:
+    """The `ids` experiment: for each item-ID scheme (x), the task-specific and the joint model's metric side by
+    side (bars: mean over seeds, error bars ± 1 sd). `values`: {scheme: (task-specific seeds, joint seeds)}."""
+    if not values:
+        raise HarnessError("ID-scheme plot: nothing to plot")
+    plotted: dict[str, dict] = {}
+    with _style():
+        fig, axes = _figure(rows=1, cols=1, size=(max(5.0, 1.3 * len(values) + 2.0), 4.5))
+        ax = axes[0][0]
+        x = np.arange(len(values))
+        width = 0.38
+        for offset, (role, index) in ((-width / 2, ("task-specific", 0)), (width / 2, ("joint", 1))):
+            series = Series(role, list(x), [list(v[index]) for v in values.values()])
+            _, mean, sd = series.summary()
+            ax.bar(x + offset, mean, width, yerr=sd, capsize=3, label=role)
+            plotted[role] = {"schemes": list(values), "mean": mean.tolist(), "sd": sd.tolist()}
+        ax.set_xticks(x, list(values), rotation=20, ha="right")
+        ax.set_ylabel(f"{metric} on the test set")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(title="Model (mean over seeds, ± 1 sd)", fontsize="small")
+        if title:
+            ax.set_title(title)
+        _save_svg(fig, path)
+    return {"path": str(path), "series": plotted}
+
+
 # ---- matplotlib plumbing ------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _style():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from harness.experiments import cap, projection
+from harness.experiments import cap, ids, projection
 from harness.experiments.cap import DEFAULT_CAPS, run_cap
 from harness.experiments.projection import run_projection
 from harness.experiments.sweeps import DEFAULT_SAMPLES, SWEEPS, run_sweep
@@ -32,6 +32,12 @@ def _cap(ctx, args, command):
                    tasks=args.tasks or ("rec", "search"), command=command)
 
 
+def _ids(ctx, args, command):
+    datasets = args.datasets or ([args.dataset] if args.dataset else list(ids.DEFAULT_DATASETS))
+    return ids.run_ids(ctx, datasets=datasets, sources=args.sources or ids.DEFAULT_SOURCES, codes=args.codes or (),
+                       atomic=not args.no_atomic, command=command)
+
+
 def _projection(ctx, args, command):
     return run_projection(ctx, dataset=args.dataset or projection.DEFAULT_DATASET, method=args.method, command=command)
 
@@ -45,6 +51,8 @@ EXPERIMENTS: dict[str, Experiment] = {
                        "Table 4 right (H2, R->S)", _sweep("sim3")),
     "cap": Experiment("cap", "cap on training instances per item from the added task (default caps 5 10 50 500, sim1)",
                       "Figure 4 (H1)", _cap),
+    "ids": Experiment("ids", "joint vs task-specific for atomic and semantic item IDs (RQ-k-means over content, "
+                      "collaborative, concat, multitask vectors), default sim1-3", "§8; Penha et al. RecSys'25", _ids),
     "projection": Experiment("projection", "item ID embeddings in 2-D by popularity and cluster (default sim2)",
                              "Figures 1 and 3", _projection),
 }

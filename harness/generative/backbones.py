@@ -23,9 +23,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from harness.errors import HarnessError
+from harness.generative.semantic_ids import SemanticCodes, SemanticVocabulary, add_semantic_tokens
 from harness.generative.tokenizer import (
     ItemVocabulary,
     add_item_tokens,
@@ -96,7 +97,7 @@ class Backbone:
     preset: BackbonePreset
     model: Any  # transformers T5ForConditionalGeneration
     tokenizer: Any  # transformers fast tokenizer
-    items: ItemVocabulary
+    items: ItemVocabulary | SemanticVocabulary
     tokenizer_hash: str
     info: dict[str, Any]  # what the result record says about the backbone
 
@@ -130,19 +131,23 @@ def load_backbone(
     model_overrides: Mapping[str, Any] | None = None,
     local_path: str | Path | None = None,
     allow_download: bool = False,
+    semantic_codes: SemanticCodes | None = None,
 ) -> Backbone:
-    """Build or load the named backbone and add one token per catalogue item."""
+    """Build or load the named backbone and add the item ID tokens: one per catalogue item (atomic IDs), or,
+    given `semantic_codes`, one per code of each level (semantic IDs, harness.generative.semantic_ids)."""
     preset = get_preset(name)
+    add_ids = ((lambda tok: add_item_tokens(tok, n_items)) if semantic_codes is None
+               else (lambda tok: add_semantic_tokens(tok, semantic_codes)))
     if preset.source == "offline":
-        return _build_offline(preset, n_items, tokenizer_texts, seed, dict(model_overrides or {}))
+        return _build_offline(preset, add_ids, tokenizer_texts, seed, dict(model_overrides or {}))
     if model_overrides:
         raise HarnessError(f"params.model overrides the architecture of offline presets only, not {name!r}")
-    return _load_pretrained(preset, n_items, seed, local_path, allow_download)
+    return _load_pretrained(preset, add_ids, seed, local_path, allow_download)
 
 
 # ---- offline presets --------------------------------------------------------------------------------
 def _build_offline(
-    preset: BackbonePreset, n_items: int, texts: Iterable[str], seed: int, overrides: dict[str, Any]
+    preset: BackbonePreset, add_ids: Callable, texts: Iterable[str], seed: int, overrides: dict[str, Any]
 ) -> Backbone:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
@@ -152,7 +157,7 @@ def _build_offline(
         raise HarnessError(f"params.model: {', '.join(fixed)} cannot be overridden (the preset sets them)")
     vocab_size = int(overrides.pop("tokenizer_vocab_size", preset.tokenizer_vocab_size))
     tokenizer = train_offline_tokenizer(texts, vocab_size)
-    items = add_item_tokens(tokenizer, n_items)
+    items = add_ids(tokenizer)
     config_kwargs = {**preset.model_config, **overrides}
     try:
         config = T5Config(
@@ -184,7 +189,7 @@ def check_output_layer_tied(model) -> None:
 
 # ---- pretrained presets -----------------------------------------------------------------------------
 def _load_pretrained(
-    preset: BackbonePreset, n_items: int, seed: int, local_path: str | Path | None, allow_download: bool
+    preset: BackbonePreset, add_ids: Callable, seed: int, local_path: str | Path | None, allow_download: bool
 ) -> Backbone:
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
@@ -205,14 +210,14 @@ def _load_pretrained(
             f"machine with network access, or use the offline preset {OFFLINE_DEFAULT!r} "
             f"(params.backbone = {OFFLINE_DEFAULT!r}). Cause: {str(exc).splitlines()[0]}"
         ) from exc
-    items = add_item_tokens(tokenizer, n_items)
+    items = add_ids(tokenizer)
     old_rows = model.get_input_embeddings().weight.shape[0]
     model.resize_token_embeddings(max(old_rows, len(tokenizer)))
     _init_item_rows(model, items, seed)
     return _finish(preset, model, tokenizer, items, {"source": source})
 
 
-def _init_item_rows(model, items: ItemVocabulary, seed: int) -> None:
+def _init_item_rows(model, items: ItemVocabulary | SemanticVocabulary, seed: int) -> None:
     """Every item row (input embedding and untied output layer) drawn alike from the pretrained rows' stats.
 
     Needed because the first few item ids may land on unused pretrained rows (flan-t5's tokenizer has 32100
@@ -221,7 +226,7 @@ def _init_item_rows(model, items: ItemVocabulary, seed: int) -> None:
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    lo, hi = items.offset, items.offset + items.n_items
+    lo, hi = items.offset, items.offset + items.n_tokens
     matrices = [model.get_input_embeddings().weight]
     out = model.get_output_embeddings().weight
     if out.data_ptr() != matrices[0].data_ptr():
@@ -235,7 +240,7 @@ def _init_item_rows(model, items: ItemVocabulary, seed: int) -> None:
 
 
 # ---- shared -----------------------------------------------------------------------------------------
-def _finish(preset: BackbonePreset, model, tokenizer, items: ItemVocabulary, config: dict[str, Any]) -> Backbone:
+def _finish(preset: BackbonePreset, model, tokenizer, items: ItemVocabulary | SemanticVocabulary, config: dict[str, Any]) -> Backbone:
     tok_hash = tokenizer_hash(tokenizer)
     info = {
         "preset": preset.name,

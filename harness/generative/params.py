@@ -15,6 +15,9 @@ from harness.errors import HarnessError
 from harness.protocol.params import checked_value, parse_params
 
 
+ITEM_ID_SCHEMES = ("atomic", "semantic")
+
+
 @dataclass(frozen=True)
 class T5Params:
     """The adapter's [params], typed. Everything here is recorded in the result record."""
@@ -23,6 +26,10 @@ class T5Params:
     backbone_path: str | None = None  # local folder of a pretrained backbone (flan-t5-base)
     allow_download: bool = False  # let transformers fetch a pretrained backbone from the Hub
     model: dict = field(default_factory=dict)  # T5Config overrides for offline presets (+ tokenizer_vocab_size)
+    # How items are named: "atomic" (one new token per item, the paper) or "semantic" (RQ-k-means codes of item
+    # vectors, harness.generative.semantic_ids), configured by semantic_ids = { source = "content", levels = 2, ... }
+    item_ids: str = "atomic"
+    semantic_ids: dict = field(default_factory=dict)
     deepspeed_config: str = "deepspeed.json"  # relative to the submission folder
     epochs: int = 5  # paper
     learning_rate: float = 0.002  # paper
@@ -96,6 +103,13 @@ class T5Params:
         require(self.valid_max_examples >= 0, "valid_max_examples", "give an integer >= 0 (0: no validation)")
         require(self.threads >= 0, "threads", "give an integer >= 0 (0: torch's default)")
         require(self.valid_k is None or self.valid_k >= 2, "valid_k", "give an even integer >= 2")
+        require(self.item_ids in ITEM_ID_SCHEMES, "item_ids", f"allowed: {', '.join(map(repr, ITEM_ID_SCHEMES))}")
+        require(self.item_ids == "semantic" or not self.semantic_ids, "semantic_ids",
+                "these settings are for item_ids = 'semantic' only")
+        if self.item_ids == "semantic":
+            from harness.generative.semantic_ids import check_settings
+
+            check_settings(self.semantic_ids, f"{where}: {prefix}.semantic_ids")
         for task, cap in self.cap_per_item.items():
             if task not in TASKS:
                 raise HarnessError(f"{where}: {prefix}.cap_per_item has the key {task!r}, not a task; allowed: "

@@ -60,6 +60,7 @@ from harness.metrics.scoring import recall_at_k
 from harness.protocol.adapter import Adapter
 from harness.protocol.decodings import check_decoding
 
+ATOMIC_DESCRIPTION = "atomic: one new token <item_i> per catalogue item"
 DEFAULT_VALID_K = 10  # when neither params.valid_k nor the training view names the dataset's headline K
 _CAP_STREAM = 11  # random stream of the per-item cap (validation sampling uses 7): [seed, stream, task]
 
@@ -85,6 +86,7 @@ class GenerativeT5Adapter(Adapter):
         self.model = None
         self._trie_cache = None  # the decoder's prefix trie of item IDs, built once per fitted backbone
         self._info: dict[str, Any] = {}
+        self._item_ids_info: dict[str, Any] = {"scheme": "atomic", "description": ATOMIC_DESCRIPTION}
         self._cap_report: dict[str, dict[str, int]] = {}
 
     def _use_params(self, hp: T5Params) -> None:
@@ -104,6 +106,7 @@ class GenerativeT5Adapter(Adapter):
 
             torch.set_num_threads(self.hp.threads)
         self.n_items = len(train.catalogue)
+        semantic_codes = self._semantic_codes(train)
         self.backbone = load_backbone(
             self.hp.backbone,
             n_items=self.n_items,
@@ -112,6 +115,7 @@ class GenerativeT5Adapter(Adapter):
             model_overrides=self.hp.model,
             local_path=self.hp.backbone_path,
             allow_download=self.hp.allow_download,
+            semantic_codes=semantic_codes,
         )
         self._initial_item_rows = self._item_rows(self.backbone.model)  # before training: partitioned by none yet
         data, counts = self._training_data(train)
@@ -154,6 +158,19 @@ class GenerativeT5Adapter(Adapter):
                 "precision": result.precision,
             },
         }
+
+    def _semantic_codes(self, train: TrainView):
+        """The catalogue's semantic IDs (None under atomic IDs), from the cache or built; shared by every unit and
+        submission with the same dataset and settings (semantic_ids.py)."""
+        self._item_ids_info = {"scheme": "atomic", "description": ATOMIC_DESCRIPTION}
+        if self.hp.item_ids != "semantic":
+            return None
+        from harness.generative.semantic_ids import build_semantic_codes
+
+        log = (lambda msg: print(msg, flush=True)) if self.hp.progress else (lambda msg: None)
+        codes, self._item_ids_info = build_semantic_codes(train, self.hp.semantic_ids,
+                                                          where=f"{self.where}: params.semantic_ids", log=log)
+        return codes
 
     def _training_data(self, train: TrainView):
         """Tokenised (source, target) pairs of the tasks served, concatenated (the loop shuffles per epoch)."""
@@ -200,7 +217,8 @@ class GenerativeT5Adapter(Adapter):
 
     def _encode(self, task: Task, examples: RecExamples | SearchExamples) -> list[list[int]]:
         if task == "rec":
-            texts = [rec_source(h) for h in examples.histories(self.hp.max_history or None)]
+            vocab = self.backbone.items
+            texts = [rec_source(h, vocab) for h in examples.histories(self.hp.max_history or None)]
         else:
             texts = [search_source(t) for t in examples.text]
         return encode_sources(self.backbone.tokenizer, texts, self.hp.max_source_tokens, keep_end=task == "rec",
@@ -244,7 +262,8 @@ class GenerativeT5Adapter(Adapter):
         shaping = {k: v for k, v in asdict(self.hp).items()
                    if k not in ("backbone_path", "allow_download", "eval_batch_size", "progress",
                                 "keep_all_checkpoints", "threads")}
-        for key, unset in (("cap_per_item", {}), ("by_dataset", {}), ("source_eos", True)):
+        for key, unset in (("cap_per_item", {}), ("by_dataset", {}), ("source_eos", True), ("item_ids", "atomic"),
+                           ("semantic_ids", {})):
             if shaping[key] == unset:
                 # A setting added later hashes, at its default, exactly as before it existed, so checkpoints
                 # written before it stay resumable (by_dataset is always empty once fit() resolved it).
@@ -255,6 +274,10 @@ class GenerativeT5Adapter(Adapter):
             "seed": self.seed,
             "deepspeed_config": self.deepspeed_config_path.read_text(encoding="utf-8"),
         }
+        if self.hp.item_ids == "semantic":
+            # The IDs themselves: the same settings over other vectors (another version of a vector source) give
+            # other codes with the same tokens, and a checkpoint trained on those must not be resumed.
+            setup["semantic_codes"] = self._item_ids_info.get("codes_sha256")
         return "sha256:" + hashlib.sha256(canonical_json(setup).encode()).hexdigest()
 
     # ---- retrieval ------------------------------------------------------------------------------------
@@ -310,14 +333,14 @@ class GenerativeT5Adapter(Adapter):
             decoded = diverse_beam_search(
                 module, input_ids, mask,
                 num_beams=beams, num_beam_groups=groups, diversity_penalty=penalty,
-                max_new_tokens=2,  # one item token, then EOS (atomic IDs)
+                max_new_tokens=bb.items.id_length + 1,  # the item ID's tokens, then EOS
                 constraint=trie, num_return_sequences=beams, length_penalty=self.hp.length_penalty,
                 decoder_start_token_id=bb.decoder_start_token_id, eos_token_id=bb.eos_token_id,
                 pad_token_id=bb.pad_token_id,
             )
-            first_tokens = decoded.sequences[:, :, 0].cpu().numpy()
-            for row, tokens in enumerate(first_tokens):
-                items = unique_in_order(bb.items.items_of(tokens))[:k]
+            id_tokens = decoded.sequences[:, :, : bb.items.id_length].cpu().numpy()
+            for row, tokens in enumerate(id_tokens):
+                items = unique_in_order(bb.items.items_of_sequences(tokens))[:k]
                 out[start + row, : len(items)] = items
         return out
 
@@ -349,10 +372,11 @@ class GenerativeT5Adapter(Adapter):
         import torch
 
         weight = module.get_input_embeddings().weight
-        token_ids = torch.as_tensor(self.backbone.items.token_ids(np.arange(self.n_items)))
+        # [n_items, id_length] token ids; an atomic ID is one row, a semantic ID the mean of its tokens' rows
+        token_ids = torch.as_tensor(self.backbone.items.sequences(np.arange(self.n_items)))
         with distributed_env(), full_parameters(weight), torch.no_grad():
-            rows = weight.index_select(0, token_ids.to(weight.device))
-            return rows.float().cpu().numpy()
+            rows = weight.index_select(0, token_ids.reshape(-1).to(weight.device))
+            return rows.reshape(*token_ids.shape, -1).float().mean(dim=1).cpu().numpy()
 
     # ---- the record -----------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -365,7 +389,7 @@ class GenerativeT5Adapter(Adapter):
         return {
             "params": asdict(self.hp),
             "backbone": self.backbone.info if self.backbone else None,
-            "item_ids": "atomic: one new token <item_i> per catalogue item",
+            "item_ids": self._item_ids_info["description"] if self.hp.item_ids == "atomic" else self._item_ids_info,
             "decoding": self._decoding_info(),
             "versions": versions,
             **self._info,

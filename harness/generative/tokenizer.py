@@ -35,8 +35,11 @@ def item_token(item: int) -> str:
     return ITEM_TOKEN_FORMAT.format(int(item))
 
 
-def rec_source(history: Sequence[int] | np.ndarray) -> str:
-    """Gen_R input text: the history's item tokens joined by spaces (Table 1, concat with a space)."""
+def rec_source(history: Sequence[int] | np.ndarray, vocab=None) -> str:
+    """Gen_R input text: the history's item IDs joined by spaces (Table 1, concat with a space). `vocab` spells
+    each item's ID (semantic IDs: several tokens); without one, atomic `<item_i>`."""
+    if vocab is not None:
+        return " ".join(vocab.item_text(i) for i in history)
     return " ".join(item_token(i) for i in history)
 
 
@@ -63,6 +66,27 @@ class ItemVocabulary:
     def all_sequences(self) -> list[list[int]]:
         """Each item's ID token sequence (one token each: atomic IDs), for the decoder's prefix trie."""
         return [[self.offset + i] for i in range(self.n_items)]
+
+    # The interface semantic_ids.SemanticVocabulary shares (IDs of `id_length` tokens), so the adapter needs no
+    # branch per scheme.
+    @property
+    def n_tokens(self) -> int:
+        return self.n_items
+
+    @property
+    def id_length(self) -> int:
+        return 1
+
+    def sequences(self, items: np.ndarray | Sequence[int]) -> np.ndarray:
+        """[n, 1] token ids of the items' IDs."""
+        return self.token_ids(items)[:, None]
+
+    def item_text(self, item: int) -> str:
+        return item_token(item)
+
+    def items_of_sequences(self, tokens: np.ndarray) -> np.ndarray:
+        """Item id of each [..., 1] token sequence, -1 where it is not an item token."""
+        return self.items_of(np.asarray(tokens)[..., 0])
 
 
 def add_item_tokens(tokenizer, n_items: int) -> ItemVocabulary:
@@ -131,6 +155,6 @@ def encode_sources(
 
 
 def target_ids(items: np.ndarray, vocab: ItemVocabulary, eos_token_id: int) -> np.ndarray:
-    """[n, 2]: each target item's token, then EOS (teacher-forced labels)."""
-    tokens = vocab.token_ids(items)
-    return np.stack([tokens, np.full_like(tokens, eos_token_id)], axis=1)
+    """[n, id_length + 1]: each target item's ID tokens, then EOS (teacher-forced labels)."""
+    tokens = vocab.sequences(items)
+    return np.concatenate([tokens, np.full((len(tokens), 1), eos_token_id, dtype=tokens.dtype)], axis=1)
