@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.05, help="level of the paired t-tests after Holm (default 0.05)")
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="absolute drop of a metric that fails even when not significant (default 0.01)")
+    parser.add_argument("--query-slack", type=int, default=1, metavar="N",
+                        help="a difference that the N most-changed queries account for alone is not beyond the "
+                             "tolerance (machine float noise moves a query or two of a trained model; default 1; "
+                             "0: the plain tolerance)")
     parser.add_argument("--metrics", choices=METRIC_SETS, default="headline",
                         help="headline: R@K all/head/torso at the dataset's headline K (default); all: every cutoff")
     parser.add_argument("--update", action="store_true",
@@ -155,7 +159,7 @@ def _judge(new: dict, old: dict, args, hint: str) -> int:
     for key, now in new.items():
         notes += check_comparable(now, old[key], update_hint=hint)
     report = run_gate([(new[key], old[key]) for key in new], alpha=args.alpha, tolerance=args.tolerance,
-                      metrics=args.metrics)
+                      metrics=args.metrics, query_slack=args.query_slack)
     report.notes.extend(notes)
     print(format_report(report, show_all=args.show_all))
     _write_report(args.report, report)
@@ -183,7 +187,8 @@ def _update(new: dict, args, hint: str) -> int:
             pairs.append((now, old))
         except HarnessError as exc:
             notes.append(f"{submission} on {dataset}: replacing a baseline that cannot be compared ({exc})")
-    report = run_gate(pairs, alpha=args.alpha, tolerance=args.tolerance, metrics=args.metrics)
+    report = run_gate(pairs, alpha=args.alpha, tolerance=args.tolerance, metrics=args.metrics,
+                      query_slack=args.query_slack)
     report.notes.extend(notes)
     print(format_report(report, show_all=args.show_all))
     _write_report(args.report, report)

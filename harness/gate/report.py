@@ -14,7 +14,8 @@ def format_report(report: GateReport, *, show_all: bool = False) -> str:
     level = f"{100 * (1 - report.alpha):g}%"
     lines = [
         f"gate: {len(report.rows)} comparisons (paired t-test over queries, Holm across all of them, "
-        f"alpha {report.alpha:g}, tolerance {report.tolerance:g}; CI = {level} interval of now - baseline)"
+        f"alpha {report.alpha:g}, tolerance {report.tolerance:g}, query slack {report.query_slack}; "
+        f"CI = {level} interval of now - baseline)"
     ]
     for title, rows in (("WORSE", worse), ("better", better)):
         if rows:
