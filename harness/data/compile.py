@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -198,8 +199,9 @@ def _compile_into(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, source: Any
 def _log_timing(what: str, started: float) -> None:
     """Stage timings on stderr when $HARNESS_DATA_TIMINGS is set (for profiling big builds)."""
     if os.environ.get("HARNESS_DATA_TIMINGS"):
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         print(f"[compile] {what}: {time.perf_counter() - started:.2f} s wall, process CPU so far "
-              f"{time.process_time():.1f} s", file=sys.stderr, flush=True)
+              f"{time.process_time():.2f} s, peak RSS so far {peak_mib:.0f} MiB", file=sys.stderr, flush=True)
 
 
 def _drop_temporaries(con: duckdb.DuckDBPyConnection) -> None:

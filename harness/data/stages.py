@@ -6,10 +6,14 @@ Separate from harness.data.compile, which runs them in order and writes the file
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
+from harness.data.sequence_sort import can_pack, positions, sequence_order
 from harness.data.spec import DatasetSpec
 from harness.errors import HarnessError
 
@@ -118,9 +122,9 @@ def _stage_users_and_sequences(con, spec, split, dropped) -> None:
 
     Users get their dense ids (user_key order) from a count per user first, so the one sort of the kept
     interactions is by integers, (user_id, ts, seq, item_id), not by the text key: the same order, as user ids
-    follow user_key order. The sorted rows line up with 1..length generated per user in user_id order and are
-    paired with them row by row (POSITIONAL JOIN; preserve_insertion_order keeps both sides in order). The user
-    ids of both sides are compared on every row, so a misalignment is an error, never a silent shift."""
+    follow user_key order. The sort and the positions are done in numpy (_create_sequences), or in SQL
+    (SEQUENCES_SQL) for keys numpy's packed sort cannot take; both check every user's row count against its
+    length, so a misalignment is an error, never a silent shift."""
     con.execute(
         """
         CREATE TEMP TABLE user_counts AS
@@ -152,21 +156,55 @@ def _stage_users_and_sequences(con, spec, split, dropped) -> None:
         )
     con.execute("CREATE TABLE users AS SELECT user_id, CAST(user_key AS VARCHAR) AS user_key, length FROM c_users"
                 " ORDER BY user_id")
-    con.execute(
-        """
-        CREATE TABLE sequences AS
-        SELECT s.user_id, p.pos, s.item_id, s.ts
-        FROM (SELECT u.user_id, c.item_id, i.ts::BIGINT AS ts
-              FROM raw_interactions i JOIN c_items c ON c.item_key = i.item_key
-                   JOIN c_users u ON u.user_key = i.user_key
-              WHERE i.ts IS NOT NULL
-              ORDER BY u.user_id, i.ts, i.seq, c.item_id) s
-             POSITIONAL JOIN
-             (SELECT user_id, unnest(generate_series(1, length))::INTEGER AS pos FROM users) p
-        WHERE CASE WHEN s.user_id = p.user_id THEN true
-                   ELSE error('internal error: sorted interactions and positions are misaligned') END
-        """
-    )
+    _create_sequences(con)
+
+
+# The SQL way to the sequences table, for keys harness.data.sequence_sort cannot pack (and the reference its
+# result is tested against): the same rows in the same order.
+SEQUENCES_SQL = """
+    CREATE TABLE sequences AS
+    SELECT s.user_id, p.pos, s.item_id, s.ts
+    FROM (SELECT u.user_id, c.item_id, i.ts::BIGINT AS ts
+          FROM raw_interactions i JOIN c_items c ON c.item_key = i.item_key
+               JOIN c_users u ON u.user_key = i.user_key
+          WHERE i.ts IS NOT NULL
+          ORDER BY u.user_id, i.ts, i.seq, c.item_id) s
+         POSITIONAL JOIN
+         (SELECT user_id, unnest(generate_series(1, length))::INTEGER AS pos FROM users) p
+    WHERE CASE WHEN s.user_id = p.user_id THEN true
+               ELSE error('internal error: sorted interactions and positions are misaligned') END
+"""
+
+
+def _create_sequences(con: duckdb.DuckDBPyConnection) -> None:
+    """The kept interactions, joined to their dense ids in SQL, sorted in numpy (harness.data.sequence_sort says
+    why), positions 1..length per user, written as the sequences table."""
+    rows = con.sql(
+        "SELECT u.user_id, c.item_id, i.ts::BIGINT AS ts, i.seq FROM raw_interactions i"
+        " JOIN c_items c ON c.item_key = i.item_key JOIN c_users u ON u.user_key = i.user_key"
+        " WHERE i.ts IS NOT NULL"
+    ).fetchnumpy()  # plain arrays; a column holding a NULL comes as a masked array
+    user, item, ts, seq = (rows.pop(c) for c in ("user_id", "item_id", "ts", "seq"))
+    if (np.ma.isMaskedArray(seq) and seq.mask.any()) or not can_pack(user, ts):
+        del user, item, ts, seq
+        con.execute(SEQUENCES_SQL)
+        return
+    # Nothing reads the raw interactions after this: free DuckDB's copy before sorting (a source's view instead
+    # of a temporary table is left alone; this only saves memory).
+    with contextlib.suppress(duckdb.Error):
+        con.execute("DROP TABLE IF EXISTS temp.raw_interactions")
+    order = sequence_order(user, ts, np.asarray(seq), item)
+    del seq
+    user = user[order]
+    lengths = con.sql("SELECT length FROM users ORDER BY user_id").fetchnumpy()["length"]
+    sorted_rows = pa.table({"user_id": pa.array(user, pa.int32()), "pos": positions(user, lengths),
+                            "item_id": pa.array(item[order], pa.int32()), "ts": pa.array(ts[order], pa.int64())})
+    del user, order, item, ts
+    con.register("sorted_interactions", sorted_rows)
+    try:
+        con.execute("CREATE TABLE sequences AS SELECT user_id, pos, item_id, ts FROM sorted_interactions")
+    finally:
+        con.unregister("sorted_interactions")
 
 
 def _stage_rec_examples(con, spec, split, dropped) -> None:
